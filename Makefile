@@ -1,0 +1,34 @@
+# The project's front door: `make up` runs the whole system on its embedded defaults, `make test` the suite.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A shard of the suite per process (eventlet forbids xdist); each test has its own vhost and database.
+TEST_ARGS ?=
+
+.PHONY: venv up test test-unit lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+up: venv
+	$(BIN)/drive up
+
+test: venv
+	$(BIN)/ruff check services tests bench
+	$(BIN)/nameko test tests -q -p no:timeout $(TEST_ARGS)
+
+test-unit: venv
+	$(BIN)/nameko test tests/unit -q -p no:timeout
+
+lint: venv
+	$(BIN)/ruff check services tests bench
+
+bench: venv
+	$(BIN)/python bench/run_bench.py --json
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,102 @@
+"""A SQLAlchemy session per nameko worker, on PostgreSQL (psycopg2, green under eventlet) or a SQLite file."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from services.common.settings import setting
+
+
+def make_engine(url: str, pool_size: int = 12) -> Engine:
+    """One engine per process. The pool holds at least as many connections as nameko runs workers,
+    so a handler never waits on the pool (and never times out into a lost message)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, issue BEGIN (SQLAlchemy's documented pysqlite recipe).
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # Take the write lock at BEGIN: a deferred transaction that upgrades later can deadlock.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        pool_timeout=30,
+        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
+    )
+
+
+def is_postgres(session_or_engine: Session | Engine) -> bool:
+    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    return bind.dialect.name == "postgresql"
+
+
+class Database(DependencyProvider):
+    """Gives each worker its own session, closed when the worker ends.
+
+    Workers commit inside the method (`with session.begin():`): nameko acks a message before
+    `worker_result` runs, so a commit in a hook could lose the effect of an acked message.
+    """
+
+    def __init__(self, base: type[DeclarativeBase], url_key: str = "DB_URL") -> None:
+        self.base = base
+        self.url_key = url_key
+        self.sessions: dict[Any, Session] = {}
+
+    def setup(self) -> None:
+        url = setting(self.container.config, self.url_key)
+        if not url:
+            raise RuntimeError(f"{self.url_key} is not configured")
+        workers = int(self.container.config.get("max_workers", 10))
+        self.engine = make_engine(url, pool_size=workers + 4)
+        self.make_session = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    def stop(self) -> None:
+        self.engine.dispose()
+
+    def kill(self) -> None:
+        self.engine.dispose()
+
+    def get_dependency(self, worker_ctx: Any) -> Session:
+        session = self.make_session()
+        session.info["consumer"] = f"{self.container.service_name}.{worker_ctx.entrypoint.method_name}"
+        self.sessions[worker_ctx] = session
+        return session
+
+    def worker_teardown(self, worker_ctx: Any) -> None:
+        session = self.sessions.pop(worker_ctx, None)
+        if session is not None:
+            session.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session outside any worker (relay, health)."""
+        session = self.make_session()
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))

@@ -1,0 +1,94 @@
+"""The event envelope every message carries, and the registry of event types a service publishes.
+
+`{id, type, version, occurred_at, source, data}`: staff apps build on this shape, so it changes only
+additively (a new field, a bumped `version`), never by renaming or removing.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from services.common.errors import PermanentFailure
+
+
+class EnvelopeSchema(Schema):
+    id = fields.UUID(required=True)
+    type = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"))
+    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    occurred_at = fields.AwareDateTime(required=True, format="iso", default_timezone=UTC)
+    source = fields.String(required=True)
+    data = fields.Dict(required=True)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    data: dict[str, Any]
+    source: str
+    version: int = 1
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_message(self) -> dict[str, Any]:
+        return EnvelopeSchema().dump(
+            {"id": self.id, "type": self.type, "version": self.version,
+             "occurred_at": self.occurred_at, "source": self.source, "data": self.data}
+        )
+
+
+@dataclass(frozen=True)
+class EventType:
+    source: str
+    type: str
+    version: int
+    schema: type[Schema]
+    summary: str
+
+
+class EventRegistry:
+    """`(source, type) → data schema`: what may be published, and how to read what arrives."""
+
+    def __init__(self) -> None:
+        self._types: dict[tuple[str, str], EventType] = {}
+
+    def register(self, source: str, type_: str, schema: type[Schema], summary: str, version: int = 1) -> None:
+        self._types[(source, type_)] = EventType(source, type_, version, schema, summary)
+
+    def __iter__(self):
+        return iter(sorted(self._types.values(), key=lambda t: (t.source, t.type)))
+
+    def get(self, source: str, type_: str) -> EventType:
+        try:
+            return self._types[(source, type_)]
+        except KeyError:
+            raise PermanentFailure(f"unknown event type {source}.{type_}") from None
+
+    def build(self, source: str, type_: str, data: dict[str, Any]) -> Event:
+        """Validate outgoing data against its schema and wrap it in an envelope."""
+        kind = self.get(source, type_)
+        schema = kind.schema()
+        clean = schema.dump(schema.load(schema.dump(data)))
+        return Event(type=type_, data=clean, source=source, version=kind.version)
+
+    def read(self, message: dict[str, Any]) -> Event:
+        """Validate an incoming message; a message that does not fit can never succeed."""
+        try:
+            envelope = EnvelopeSchema().load(message)
+            kind = self.get(envelope["source"], envelope["type"])
+            data = kind.schema().load(envelope["data"], unknown="exclude")
+        except ValidationError as exc:
+            raise PermanentFailure(f"malformed event: {exc.messages}") from exc
+        return Event(type=envelope["type"], data=data, source=envelope["source"],
+                     version=envelope["version"], id=str(envelope["id"]),
+                     occurred_at=envelope["occurred_at"])
+
+
+def exchange_name(source: str) -> str:
+    return f"{source}.events"
+
+
+# The one registry of this process, filled by `services.events` (the event catalogue).
+REGISTRY = EventRegistry()

@@ -1,0 +1,124 @@
+"""Event handling with bounded attempts and a dead-letter queue, and the broker topology it needs.
+
+nameko's own handler acks a failed message (lost) or, with `requeue_on_error`, redelivers it forever.
+Here each handler queue is a quorum queue with a delivery limit: the broker counts the attempts and, past
+the limit, moves the message to `drive.dead-letter`, where ops list and replay it (`drive dead-letters`).
+A message that can never succeed (it does not fit its schema) goes there at once.
+"""
+
+import inspect
+import logging
+from typing import Any
+
+import eventlet
+from kombu import Connection, Exchange, Queue
+from marshmallow import ValidationError
+from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
+from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+
+from services.common.envelope import REGISTRY
+from services.common.errors import PermanentFailure
+from services.common.settings import amqp_uri, setting
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_EXCHANGE = "drive.dead-letter"
+DEAD_LETTER_QUEUE = "drive.dead-letter"
+
+
+def dead_letter_topology() -> tuple[Exchange, Queue]:
+    exchange = Exchange(DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+    return exchange, Queue(DEAD_LETTER_QUEUE, exchange=exchange, durable=True)
+
+
+def handler_queue(name: str, exchange: Exchange, routing_key: str, max_attempts: int) -> Queue:
+    return Queue(
+        name, exchange=exchange, routing_key=routing_key, durable=True,
+        queue_arguments={
+            "x-queue-type": "quorum",
+            # The broker counts redeliveries; past the limit it dead-letters instead of requeueing.
+            "x-delivery-limit": max(max_attempts - 1, 0),
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        },
+    )
+
+
+def max_attempts(config: dict[str, Any]) -> int:
+    return setting(config, "EVENT_MAX_ATTEMPTS", 5, int)
+
+
+def retry_delay(attempt: int, config: dict[str, Any]) -> float:
+    """Back off a little between attempts, so a passing outage does not burn them all at once."""
+    base = setting(config, "EVENT_RETRY_BASE_SECONDS", 0.2, float)
+    return min(base * (2 ** (attempt - 1)), 5.0)
+
+
+class ReliableEventHandler(EventHandler):
+    """`@event_handler(source, type)`: the method receives a validated `Event`, never a raw dict."""
+
+    def __init__(self, source_service: str, event_type: str, **kwargs: Any) -> None:
+        super().__init__(source_service, event_type, handler_type=SERVICE_POOL,
+                         reliable_delivery=True, requeue_on_error=True, **kwargs)
+
+    def setup(self) -> None:
+        super().setup()
+        config = self.container.config
+        self.queue = handler_queue(self.queue.name, self.queue.exchange, self.event_type, max_attempts(config))
+        with Connection(amqp_uri(config)) as conn:
+            exchange, queue = dead_letter_topology()
+            queue(conn.default_channel).declare()
+
+    def handle_message(self, body: Any, message: Any) -> None:
+        try:
+            event = REGISTRY.read(body)
+        except PermanentFailure as exc:
+            log.error("dead-lettering malformed message", extra={"reason": str(exc), "queue": self.queue.name})
+            message.reject(requeue=False)
+            return
+        super().handle_message(event, message)
+
+    def handle_message_processed(self, message: Any, result: Any = None, exc_info: Any = None) -> None:
+        if exc_info is None:
+            self.queue_consumer.ack_message(message)
+            return
+        attempt = int((message.headers or {}).get("x-delivery-count", 0)) + 1
+        if issubclass(exc_info[0], PermanentFailure | ValidationError):
+            log.error("dead-lettering: permanent failure", extra={"queue": self.queue.name, "attempt": attempt})
+            message.reject(requeue=False)
+            return
+        log.warning("handler failed, will retry", extra={"queue": self.queue.name, "attempt": attempt,
+                                                         "error": repr(exc_info[1])})
+        eventlet.sleep(retry_delay(attempt, self.container.config))
+        self.queue_consumer.requeue_message(message)
+
+
+event_handler = ReliableEventHandler.decorator
+
+
+def handler_queues(service_cls: type, config: dict[str, Any]) -> list[Queue]:
+    """The queues a service consumes, built exactly as its handlers build them."""
+    queues = []
+    service_name = service_cls.name
+    for method_name, method in inspect.getmembers(service_cls, inspect.isfunction):
+        for entrypoint in getattr(method, ENTRYPOINT_EXTENSIONS_ATTR, ()):
+            if isinstance(entrypoint, ReliableEventHandler):
+                name = f"evt-{entrypoint.source_service}-{entrypoint.event_type}--{service_name}.{method_name}"
+                exchange = get_event_exchange(entrypoint.source_service, config)
+                queues.append(handler_queue(name, exchange, entrypoint.event_type, max_attempts(config)))
+    return queues
+
+
+def declare_topology(service_classes: list[type], config: dict[str, Any]) -> list[str]:
+    """Declare exchanges, handler queues and the dead-letter queue before any service runs, so an event
+    published before its consumer first starts is kept, not confirmed and dropped."""
+    declared = []
+    with Connection(amqp_uri(config)) as conn:
+        channel = conn.default_channel
+        _, dlq = dead_letter_topology()
+        dlq(channel).declare()
+        for service_cls in service_classes:
+            get_event_exchange(service_cls.name, config)(channel).declare()
+            for queue in handler_queues(service_cls, config):
+                queue(channel).declare()
+                declared.append(queue.name)
+    return declared

@@ -1,0 +1,73 @@
+"""What every Drive service has: structured log context per worker, `/health` and `/openapi.json`."""
+
+from typing import Any
+
+from kombu import Connection
+from nameko.extensions import DependencyProvider
+
+from services.common.database import Database
+from services.common.http import Route, json_response, public
+from services.common.logs import bind_worker_context, clear_worker_context
+from services.common.openapi import build_openapi
+from services.common.relay import OutboxRelay
+from services.common.settings import amqp_uri
+
+
+class WorkerLogContext(DependencyProvider):
+    """Every log line of a worker carries its event id, event type and reservation id."""
+
+    def worker_setup(self, worker_ctx: Any) -> None:
+        bind_worker_context(worker_ctx)
+
+    def worker_teardown(self, worker_ctx: Any) -> None:
+        clear_worker_context()
+
+
+class ServiceProbe(DependencyProvider):
+    """Health of what the service depends on: its database, the broker, its outbox."""
+
+    def setup(self) -> None:
+        self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
+        self.relay = next((d for d in self.container.dependencies if isinstance(d, OutboxRelay)), None)
+        self.routes = lambda: [e for e in self.container.entrypoints if isinstance(e, Route)]
+
+    def get_dependency(self, worker_ctx: Any) -> "ServiceProbe":
+        return self
+
+    def check(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        try:
+            self.database.ping()
+            checks["database"] = "ok"
+        except Exception as exc:  # health reports, never raises
+            checks["database"] = f"unreachable: {exc.__class__.__name__}"
+        try:
+            with Connection(amqp_uri(self.container.config), connect_timeout=3) as conn:
+                conn.ensure_connection(max_retries=1)
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unreachable: {exc.__class__.__name__}"
+        if self.relay is not None and checks["database"] == "ok":
+            checks["outbox_stuck"] = self.relay.publisher.pending(older_than_seconds=60)
+        healthy = checks["database"] == "ok" and checks["broker"] == "ok"
+        return healthy, checks
+
+    def openapi(self) -> dict[str, Any]:
+        return build_openapi(f"Drive {self.container.service_name}", self.routes())
+
+
+class DriveService:
+    """Base of the service classes: subclasses set `name`, `db`, `events`."""
+
+    log_context = WorkerLogContext()
+    probe = ServiceProbe()
+
+    @public("GET", "/health", summary="200 when the database and the broker answer, 503 otherwise")
+    def health(self, request: Any) -> Any:
+        healthy, checks = self.probe.check()
+        return json_response({"status": "ok" if healthy else "unavailable", "service": self.name,
+                              "checks": checks}, 200 if healthy else 503)
+
+    @public("GET", "/openapi.json", summary="this document")
+    def openapi(self, request: Any) -> Any:
+        return json_response(self.probe.openapi())
