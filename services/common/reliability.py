@@ -9,12 +9,13 @@ primary key, so a second delivery finds the row and has no second effect.
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, insert
+from sqlalchemy import JSON, Integer, String, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from services.common.envelope import Event
+from services.common.types import UtcDateTime
 
 
 def utcnow() -> datetime:
@@ -29,8 +30,8 @@ class OutboxMixin:
     exchange: Mapped[str] = mapped_column(String(100))
     routing_key: Mapped[str] = mapped_column(String(100))
     message: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
 
 
 class InboxMixin:
@@ -38,7 +39,7 @@ class InboxMixin:
 
     consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 def record_event(session: Session, outbox_model: type[OutboxMixin], event: Event) -> None:

@@ -1,0 +1,189 @@
+"""`drive`: the tasks people run by hand — run the system, load demo data, make tokens, look after dead letters."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from services.common.settings import amqp_uri
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+dead_letters = typer.Typer(no_args_is_help=True, help="Messages whose handler kept failing.")
+app.add_typer(dead_letters, name="dead-letters")
+console = Console()
+err = Console(stderr=True)
+
+SERVICES = {"reservations": 8001, "inventory": 8002}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def db_url(service: str) -> str:
+    return os.environ.get(f"{service.upper()}_DB_URL") or f"sqlite:///{ROOT / 'var' / f'{service}.db'}"
+
+
+def fail(message: str, fix: str) -> None:
+    err.print(f"[bold red]error:[/] {message} — {fix}")
+    raise typer.Exit(2)
+
+
+def check_broker() -> None:
+    from kombu import Connection
+
+    try:
+        with Connection(amqp_uri(), connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        fail(f"RabbitMQ does not answer at {amqp_uri()} ({exc.__class__.__name__})",
+             "start it (`rabbitmq-server -detached`) or set AMQP_URI")
+
+
+def migrate_all() -> None:
+    from services.common.migrate import upgrade
+
+    (ROOT / "var").mkdir(exist_ok=True)
+    for service in SERVICES:
+        try:
+            upgrade(service, db_url(service))
+        except Exception as exc:
+            fail(f"cannot migrate the {service} database ({exc.__class__.__name__}: {exc})",
+                 f"check {service.upper()}_DB_URL and that the database server runs")
+
+
+@app.command()
+def setup() -> None:
+    """Run every service's migrations and declare the broker's exchanges and queues."""
+    from services.common.messaging import declare_topology
+    from services.inventory.service import InventoryService
+    from services.reservations.service import ReservationsService
+
+    check_broker()
+    migrate_all()
+    queues = declare_topology([ReservationsService, InventoryService], {"AMQP_URI": amqp_uri()})
+    console.print(f"migrated {len(SERVICES)} databases, declared {len(queues)} handler queues")
+
+
+@app.command("demo-data")
+def demo_data(titles: int = typer.Option(300, help="how many titles"), seed: int = 7) -> None:
+    """Load the reference network's pickup points and a catalogue (idempotent for pickup points)."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from services.common.database import make_engine
+    from services.common.relay import Events
+    from services.demo import catalogue_rows, load_pickup_points, to_csv
+    from services.inventory.catalogue import import_rows
+    from services.inventory.domain import parse_catalogue
+    from services.inventory.models import Outbox, Title
+    from services.inventory.policy import Policy
+    from services.reservations.models import Base as _ReservationsBase  # noqa: F401
+
+    setup()
+    with Session(make_engine(db_url("reservations"))) as session, session.begin():
+        points = load_pickup_points(session)
+    engine = make_engine(db_url("inventory"))
+    with Session(engine) as session:
+        if session.scalar(select(func.count()).select_from(Title)):
+            console.print(f"{points} pickup points; the catalogue already holds titles: left as it is")
+            return
+    sites = Policy({}).sites
+    rows = parse_catalogue(to_csv(list(catalogue_rows(titles, seed))), sites)
+    events = Events("inventory", Outbox, kick=lambda: None)
+    with Progress(console=console) as progress:
+        task = progress.add_task("cataloguing", total=len(rows))
+        for start in range(0, len(rows), 100):
+            with Session(engine) as session, session.begin():
+                import_rows(session, events, rows[start:start + 100], sites)
+            progress.advance(task, len(rows[start:start + 100]))
+    console.print(f"{points} pickup points, {len({r.title for r in rows})} titles, {len(rows)} copies")
+
+
+@app.command()
+def token(role: str = typer.Option("staff", help="patron, staff, analyst or ops"),
+          card: str | None = typer.Option(None, help="the patron's card number (role patron)"),
+          hours: float = 12) -> None:
+    """Print a bearer token signed with the embedded default's shared secret."""
+    from services.common.auth import ROLES, issue_token
+
+    if role not in ROLES:
+        fail(f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
+    if role == "patron" and not card:
+        fail("a patron token needs a card number", "add --card N")
+    typer.echo(issue_token({}, role, card or f"{role}-cli", hours))
+
+
+@app.command()
+def up(demo: bool = typer.Option(True, help="load demo data when the catalogue is empty")) -> None:
+    """Set up and run every service in the foreground; Ctrl-C stops them all."""
+    if demo:
+        demo_data(titles=300, seed=7)
+    else:
+        setup()
+    env = dict(os.environ)
+    for service in SERVICES:
+        env.setdefault(f"{service.upper()}_DB_URL", db_url(service))
+    procs = {name: subprocess.Popen(
+        [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "services" / name / "config.yaml"),
+         f"services.{name}.service"], cwd=ROOT, env=env) for name in SERVICES}
+    table = Table(title="Drive is running")
+    for column in ("service", "URL", "API document"):
+        table.add_column(column)
+    for name, port in SERVICES.items():
+        table.add_row(name, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/openapi.json")
+    console.print(table)
+    console.print("a staff token: [bold]drive token --role staff[/]   ·   Ctrl-C stops everything")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"] and all(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        console.print(f"{name} stopped ({proc.returncode})")
+
+
+@dead_letters.command("list")
+def dead_letters_list(limit: int = 100) -> None:
+    """Show the dead letters (they stay in the queue)."""
+    from services.common.deadletters import list_dead_letters
+
+    check_broker()
+    letters = list_dead_letters(amqp_uri(), limit=limit)
+    table = Table(title=f"{len(letters)} dead letter(s)")
+    for column in ("#", "event id", "type", "queue", "reason", "count", "first death"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(str(d.position), d.event_id or "-", f"{d.source}.{d.event_type}", d.queue or "-",
+                      d.reason or "-", str(d.count), str(d.first_death or "-"))
+    console.print(table)
+
+
+@dead_letters.command("replay")
+def dead_letters_replay(event_id: str | None = typer.Option(None, "--id", help="one event; all if absent")) -> None:
+    """Send dead letters back to the queue of the handler that failed them."""
+    from services.common.deadletters import replay
+
+    check_broker()
+    console.print(f"replayed {replay(amqp_uri(), event_id=event_id)} message(s)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Inventory's HTTP bodies and answers."""
+
+from marshmallow import Schema, fields, validate
+
+from services.events import MATERIALS
+
+
+class NewTitleSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    author = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    isbn = fields.String(load_default=None, allow_none=True)
+    material = fields.String(required=True, validate=validate.OneOf(MATERIALS))
+
+
+class NewCopySchema(Schema):
+    barcode = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9-]{1,40}$"))
+    site = fields.String(required=True)
+    shelf_mark = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    plastic_cover = fields.Boolean(load_default=False)
+
+
+class SiteAvailabilitySchema(Schema):
+    copies = fields.Integer()
+    available = fields.Integer()
+
+
+class TitleSchema(Schema):
+    id = fields.String()
+    title = fields.String()
+    author = fields.String()
+    isbn = fields.String(allow_none=True)
+    material = fields.String()
+    availability = fields.Dict(keys=fields.String(), values=fields.Nested(SiteAvailabilitySchema))
+    waitlist = fields.Integer()
+
+
+class CopyHistorySchema(Schema):
+    at = fields.DateTime()
+    what = fields.String()
+    reservation_id = fields.String(allow_none=True)
+    detail = fields.Dict()
+
+
+class CopySchema(Schema):
+    barcode = fields.String()
+    title_id = fields.String()
+    title = fields.String()
+    site = fields.String()
+    shelf_mark = fields.String()
+    plastic_cover = fields.Boolean()
+    status = fields.String()
+    reservation_id = fields.String(allow_none=True)
+    quarantine_until = fields.DateTime(allow_none=True)
+    history = fields.List(fields.Nested(CopyHistorySchema))
+
+
+class SearchQuerySchema(Schema):
+    q = fields.String(load_default="")
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class SearchResultSchema(Schema):
+    total = fields.Integer()
+    titles = fields.List(fields.Nested(TitleSchema))
+
+
+class CheckinSchema(Schema):
+    barcode = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    returned_at = fields.AwareDateTime(load_default=None, allow_none=True,
+                                       metadata={"description": "when it was dropped in the return box"})
+
+
+class CheckinResultSchema(Schema):
+    barcode = fields.String()
+    status = fields.String()
+    returned_at = fields.DateTime()
+    quarantine_until = fields.DateTime()
+
+
+class ImportResultSchema(Schema):
+    titles_created = fields.Integer()
+    copies_created = fields.Integer()

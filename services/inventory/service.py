@@ -1,0 +1,137 @@
+"""Inventory: the catalogue, copies, waitlists and quarantine. Entrypoints only; rules live elsewhere."""
+
+from datetime import UTC, datetime
+
+from services.common.database import Database
+from services.common.errors import Invalid
+from services.common.http import route
+from services.common.messaging import event_handler
+from services.common.relay import OutboxRelay
+from services.common.reliability import first_delivery
+from services.common.service import DriveService
+from services.common.timers import timer
+from services.inventory import catalogue, shelves
+from services.inventory.domain import parse_catalogue
+from services.inventory.models import Base, Inbox, Outbox
+from services.inventory.policy import InventoryPolicy
+from services.inventory.schemas import (
+    CheckinResultSchema,
+    CheckinSchema,
+    CopySchema,
+    ImportResultSchema,
+    NewCopySchema,
+    NewTitleSchema,
+    SearchQuerySchema,
+    SearchResultSchema,
+    TitleSchema,
+)
+
+ANYONE = ("patron", "staff", "analyst", "ops")
+STAFF = ("staff",)
+
+
+class InventoryService(DriveService):
+    name = "inventory"
+
+    db = Database(Base, url_key="DB_URL")
+    events = OutboxRelay("inventory", Outbox)
+    policy = InventoryPolicy()
+
+    # --- catalogue -------------------------------------------------------------------------------------
+
+    @route("GET", "/titles", roles=ANYONE, query=SearchQuerySchema, response=SearchResultSchema,
+           summary="Search the catalogue by title, author or ISBN, with availability per site")
+    def search_titles(self, request, principal, query):
+        with self.db.begin():
+            return catalogue.search(self.db, query["q"], query["limit"], query["offset"], self.policy.sites)
+
+    @route("GET", "/titles/<title_id>", roles=ANYONE, response=TitleSchema, summary="One title")
+    def get_title(self, request, principal, title_id):
+        with self.db.begin():
+            return catalogue.title_detail(self.db, title_id, self.policy.sites)
+
+    @route("POST", "/titles", roles=STAFF, body=NewTitleSchema, response=TitleSchema, status=201,
+           summary="Catalogue a title")
+    def add_title(self, request, principal, body):
+        with self.db.begin():
+            title = catalogue.add_title(self.db, self.events, **body)
+            return catalogue.describe(self.db, [title], self.policy.sites)[0]
+
+    @route("POST", "/titles/<title_id>/copies", roles=STAFF, body=NewCopySchema, response=CopySchema,
+           status=201, summary="Add a copy of a title (it serves the title's waitlist first)")
+    def add_copy(self, request, principal, title_id, body):
+        with self.db.begin():
+            copy = catalogue.add_copy(self.db, self.events, title_id, sites=self.policy.sites, **body)
+            return catalogue.copy_detail(self.db, copy.barcode)
+
+    @route("POST", "/catalogue/import", roles=STAFF, raw_body="text/csv", response=ImportResultSchema,
+           status=201, summary="Import titles and copies from CSV (all rows or none)")
+    def import_catalogue(self, request, principal):
+        if "csv" not in (request.content_type or ""):
+            raise Invalid("send the catalogue as text/csv", content_type=request.content_type)
+        rows = parse_catalogue(request.get_data(as_text=True), self.policy.sites)
+        with self.db.begin():
+            return catalogue.import_rows(self.db, self.events, rows, self.policy.sites)
+
+    @route("GET", "/copies/<barcode>", roles=STAFF, response=CopySchema, summary="A copy, with its history")
+    def get_copy(self, request, principal, barcode):
+        with self.db.begin():
+            return catalogue.copy_detail(self.db, barcode)
+
+    # --- returns and quarantine ------------------------------------------------------------------------
+
+    @route("POST", "/checkins", roles=STAFF, body=CheckinSchema, response=CheckinResultSchema, status=201,
+           summary="Check a copy in (optionally backdated to the day it was dropped in the return box)")
+    def check_in(self, request, principal, body):
+        now = datetime.now(UTC)
+        returned_at = self.policy.returned_at(body["returned_at"], now)
+        with self.db.begin():
+            copy, title = shelves.copy_with_title(self.db, body["barcode"])
+            release_at = self.policy.quarantine.release_at(returned_at, title.material, copy.plastic_cover)
+            returned = shelves.check_in(self.db, body["barcode"], returned_at, release_at)
+            self.events.publish(self.db, "item_returned", returned)
+        return {"barcode": returned["barcode"], "status": "quarantine", "returned_at": returned_at,
+                "quarantine_until": release_at}
+
+    @timer("QUARANTINE_CHECK_SECONDS", 30)
+    def release_from_quarantine(self):
+        with self.db.begin():
+            for copy in shelves.due_from_quarantine(self.db, datetime.now(UTC)):
+                self.events.publish(self.db, *shelves.free_copy(self.db, copy, "quarantine_over"))
+
+    # --- reservations' events --------------------------------------------------------------------------
+
+    @event_handler("reservations", "reservation_placed")
+    def on_reservation_placed(self, event):
+        data = event.data
+        with self.db.begin():
+            if not first_delivery(self.db, Inbox, event):
+                return
+            allocated, waiting = shelves.allocate_lines(self.db, data["reservation_id"],
+                                                        data["pickup_point"]["site"], data["lines"])
+            if allocated:
+                self.events.publish(self.db, "items_allocated", {
+                    "reservation_id": data["reservation_id"], "lines": allocated, "reason": "placement"})
+            if waiting:
+                self.events.publish(self.db, "items_unavailable", {
+                    "reservation_id": data["reservation_id"], "lines": waiting})
+
+    @event_handler("reservations", "reservation_cancelled")
+    def on_reservation_cancelled(self, event):
+        self._give_back(event)
+
+    @event_handler("reservations", "reservation_expired")
+    def on_reservation_expired(self, event):
+        self._give_back(event)
+
+    @event_handler("reservations", "reservation_collected")
+    def on_reservation_collected(self, event):
+        with self.db.begin():
+            if first_delivery(self.db, Inbox, event):
+                shelves.lend(self.db, event.data["reservation_id"], event.data["loans"])
+
+    def _give_back(self, event):
+        with self.db.begin():
+            if first_delivery(self.db, Inbox, event):
+                for type_, data in shelves.give_back(self.db, event.data["reservation_id"]):
+                    self.events.publish(self.db, type_, data)

@@ -1,0 +1,159 @@
+"""Inventory's work on copies and waitlists, inside the caller's transaction.
+
+Every change to who holds a title's copies happens under a lock on that title's row: allocating the last
+copy and queueing on the waitlist, or freeing a copy and serving the waitlist's head, can then never
+interleave — no copy held twice, no copy left on the shelf while someone waits, across replicas."""
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from services.common.errors import Conflict, NotFound
+from services.inventory.domain import CopyCandidate, choose_copy
+from services.inventory.models import Copy, CopyHistory, Title, WaitlistEntry
+
+
+def lock_title(session: Session, title_id: str) -> Title:
+    title = session.scalars(select(Title).where(Title.id == title_id).with_for_update()).first()
+    if title is None:
+        raise NotFound(f"unknown title {title_id}", title_id=title_id)
+    return title
+
+
+def note(session: Session, barcode: str, what: str, reservation_id: str | None = None, **detail: Any) -> None:
+    session.add(CopyHistory(barcode=barcode, what=what, reservation_id=reservation_id, detail=detail))
+
+
+def _take(session: Session, copy: Copy, reservation_id: str, line_id: str) -> None:
+    # Conditional update: a copy leaves the shelf only if it is still there (belt and braces under the lock).
+    taken = session.execute(
+        update(Copy).where(Copy.barcode == copy.barcode, Copy.status == "available")
+        .values(status="allocated", reservation_id=reservation_id, line_id=line_id, quarantine_until=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        raise Conflict(f"copy {copy.barcode} was taken meanwhile")
+    session.refresh(copy)
+    note(session, copy.barcode, "allocated", reservation_id, line_id=line_id)
+
+
+def allocate_lines(session: Session, reservation_id: str, pickup_site: str,
+                   lines: Iterable[dict]) -> tuple[list[dict], list[dict]]:
+    """One copy per line, or a place on the title's waitlist. Lines in title order, so two reservations
+    that share titles take the title locks in the same order (no deadlock)."""
+    allocated, waiting = [], []
+    for line in sorted(lines, key=lambda ln: (ln["title_id"], ln["line_id"])):
+        lock_title(session, line["title_id"])
+        if _already_handled(session, line["line_id"]):
+            continue
+        on_shelf = session.scalars(
+            select(Copy).where(Copy.title_id == line["title_id"], Copy.status == "available")
+        ).all()
+        choice = choose_copy([CopyCandidate(c.barcode, c.site, c.shelf_mark) for c in on_shelf], pickup_site)
+        if choice is None:
+            waiting.append(_queue(session, reservation_id, line, pickup_site))
+            continue
+        candidate, needs_transfer = choice
+        copy = next(c for c in on_shelf if c.barcode == candidate.barcode)
+        _take(session, copy, reservation_id, line["line_id"])
+        allocated.append(allocation(copy, needs_transfer))
+    return allocated, waiting
+
+
+def allocation(copy: Copy, needs_transfer: bool) -> dict:
+    return {"line_id": copy.line_id, "title_id": copy.title_id, "barcode": copy.barcode, "site": copy.site,
+            "shelf_mark": copy.shelf_mark, "needs_transfer": needs_transfer}
+
+
+def _already_handled(session: Session, line_id: str) -> bool:
+    held = session.scalar(select(func.count()).select_from(Copy).where(Copy.line_id == line_id))
+    queued = session.scalar(select(func.count()).select_from(WaitlistEntry).where(WaitlistEntry.line_id == line_id))
+    return bool(held or queued)
+
+
+def _queue(session: Session, reservation_id: str, line: dict, pickup_site: str) -> dict:
+    entry = WaitlistEntry(title_id=line["title_id"], reservation_id=reservation_id, line_id=line["line_id"],
+                          pickup_site=pickup_site)
+    session.add(entry)
+    session.flush()
+    position = session.scalar(select(func.count()).select_from(WaitlistEntry).where(
+        WaitlistEntry.title_id == line["title_id"], WaitlistEntry.status == "waiting",
+        WaitlistEntry.id <= entry.id))
+    return {"line_id": line["line_id"], "title_id": line["title_id"], "waitlist_position": position}
+
+
+def free_copy(session: Session, copy: Copy, reason: str) -> tuple[str, dict]:
+    """A copy comes free (released, quarantine over, new): the head of the title's waitlist gets it, else
+    it goes back on the shelf. Returns the event to publish: (type, data)."""
+    lock_title(session, copy.title_id)
+    copy.status, copy.reservation_id, copy.line_id, copy.quarantine_until = "available", None, None, None
+    session.flush()
+    head = session.scalars(
+        select(WaitlistEntry).where(WaitlistEntry.title_id == copy.title_id, WaitlistEntry.status == "waiting")
+        .order_by(WaitlistEntry.id).limit(1)
+    ).first()
+    if head is not None:
+        head.status = "served"
+        _take(session, copy, head.reservation_id, head.line_id)
+        return "items_allocated", {"reservation_id": head.reservation_id, "reason": "waitlist",
+                                   "lines": [allocation(copy, copy.site != head.pickup_site)]}
+    note(session, copy.barcode, "on_shelf", reason=reason)
+    return "copy_available", {"barcode": copy.barcode, "title_id": copy.title_id, "site": copy.site,
+                              "shelf_mark": copy.shelf_mark, "reason": reason}
+
+
+def give_back(session: Session, reservation_id: str) -> list[tuple[str, dict]]:
+    """A reservation ended without collection: its copies go back, its waitlist places are withdrawn."""
+    session.execute(update(WaitlistEntry).where(WaitlistEntry.reservation_id == reservation_id,
+                                                WaitlistEntry.status == "waiting").values(status="withdrawn"))
+    held = session.scalars(select(Copy).where(Copy.reservation_id == reservation_id,
+                                              Copy.status == "allocated").order_by(Copy.barcode)).all()
+    return [free_copy(session, copy, "released") for copy in held]
+
+
+def lend(session: Session, reservation_id: str, loans: Iterable[dict]) -> None:
+    for loan in loans:
+        copy = session.get(Copy, loan["barcode"])
+        if copy is None or copy.reservation_id != reservation_id:
+            continue  # not ours to lend: the reservation no longer holds it
+        copy.status = "on_loan"
+        note(session, copy.barcode, "on_loan", reservation_id, loan_id=loan["loan_id"], due_at=str(loan["due_at"]))
+
+
+def check_in(session: Session, barcode: str, returned_at: datetime, release_at: datetime) -> dict:
+    copy = session.scalars(select(Copy).where(Copy.barcode == barcode).with_for_update()).first()
+    if copy is None:
+        raise NotFound(f"unknown barcode {barcode}", barcode=barcode)
+    if copy.status != "on_loan":
+        raise Conflict(f"copy {barcode} is not on loan (it is {copy.status})", status=copy.status)
+    returned = {"barcode": barcode, "title_id": copy.title_id, "reservation_id": copy.reservation_id,
+                "line_id": copy.line_id, "site": copy.site, "returned_at": returned_at,
+                "quarantine_until": release_at}
+    copy.status, copy.quarantine_until = "quarantine", release_at
+    copy.reservation_id = copy.line_id = None
+    note(session, barcode, "returned", returned["reservation_id"], returned_at=returned_at.isoformat(),
+         quarantine_until=release_at.isoformat())
+    return returned
+
+
+def due_from_quarantine(session: Session, now: datetime, limit: int = 100) -> list[Copy]:
+    """Copies whose quarantine is over, claimed so that two replicas never release the same one."""
+    return list(session.scalars(
+        select(Copy).where(Copy.status == "quarantine", Copy.quarantine_until <= now)
+        .order_by(Copy.quarantine_until).limit(limit).with_for_update(skip_locked=True)
+    ))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def copy_with_title(session: Session, barcode: str) -> tuple[Copy, Title]:
+    copy = session.get(Copy, barcode)
+    if copy is None:
+        raise NotFound(f"unknown barcode {barcode}", barcode=barcode)
+    return copy, session.get(Title, copy.title_id)

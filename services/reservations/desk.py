@@ -1,0 +1,210 @@
+"""The reservation desk: what patrons and staff do, and what inventory's events change, inside the caller's
+transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from services.common.auth import Principal
+from services.common.database import is_postgres
+from services.common.errors import Invalid, NotFound
+from services.common.relay import Events
+from services.reservations import domain
+from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation
+from services.reservations.policy import Policy
+
+
+def point_ref(point: PickupPoint) -> dict:
+    return {"id": point.id, "name": point.name, "kind": point.kind, "site": point.site}
+
+
+def line_ref(line: Line) -> dict:
+    return {"line_id": line.id, "title_id": line.title_id, "title": line.title, "material": line.material,
+            "barcode": line.barcode}
+
+
+def find(session: Session, reservation_id: str, principal: Principal, lock: bool = False) -> Reservation:
+    query = select(Reservation).where(Reservation.id == reservation_id)
+    reservation = session.scalars(query.with_for_update() if lock else query).first()
+    if reservation is None or not principal.may_act_for(reservation.patron):
+        # A patron is not told whether another card's reservation exists.
+        raise NotFound(f"no reservation {reservation_id}", reservation_id=reservation_id)
+    return reservation
+
+
+def _lock_card(session: Session, card: str) -> None:
+    """Two reservations of one card placed at once must not both pass the quota (SQLite serialises writers)."""
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:card))"), {"card": card})
+
+
+def held_materials(session: Session, card: str) -> list[str]:
+    lines = session.scalars(select(Line.material).join(Reservation).where(
+        Reservation.patron == card, Reservation.status.in_(domain.OPEN_STATUSES),
+        Line.status.in_(domain.OPEN_LINE_STATUSES))).all()
+    loans = session.scalars(select(CatalogueTitle.material).join(Loan, Loan.title_id == CatalogueTitle.id)
+                            .where(Loan.patron == card, Loan.returned_at.is_(None))).all()
+    return [*lines, *loans]
+
+
+def place(session: Session, events: Events, policy: Policy, principal: Principal, card: str,
+          pickup_point_id: str, title_ids: Sequence[str], channel: str) -> Reservation:
+    principal.require_card(card)
+    if len(set(title_ids)) != len(title_ids):
+        raise Invalid("a title appears twice in the reservation", field="titles")
+    point = session.get(PickupPoint, pickup_point_id)
+    if point is None or not point.active:
+        raise Invalid(f"unknown pickup point {pickup_point_id!r}", field="pickup_point")
+    titles = {t.id: t for t in session.scalars(select(CatalogueTitle).where(CatalogueTitle.id.in_(title_ids)))}
+    unknown = [t for t in title_ids if t not in titles]
+    if unknown:
+        raise Invalid(f"unknown title(s): {', '.join(unknown)}", field="titles", unknown=unknown)
+    _lock_card(session, card)
+    policy.quota.check(held_materials(session, card), [titles[t].material for t in title_ids])
+    reservation = Reservation(id=str(uuid.uuid4()), patron=card, pickup_point_id=point.id, status="placed",
+                              channel=channel, placed_at=datetime.now(UTC))
+    reservation.lines = [Line(id=str(uuid.uuid4()), position=i, title_id=t, title=titles[t].title,
+                              material=titles[t].material, status="pending") for i, t in enumerate(title_ids)]
+    session.add(reservation)
+    session.flush()
+    events.publish(session, "reservation_placed", {
+        "reservation_id": reservation.id, "patron": card, "pickup_point": point_ref(point), "channel": channel,
+        "lines": [line_ref(ln) for ln in reservation.lines], "placed_at": reservation.placed_at})
+    return reservation
+
+
+def make_ready(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime) -> None:
+    domain.ensure_ready_to_prepare(reservation.status, [ln.status for ln in reservation.lines
+                                                        if ln.status != "cancelled"])
+    reservation.status, reservation.ready_at = "ready", now
+    reservation.pickup_deadline = domain.pickup_deadline(now, policy.pickup_days)
+    events.publish(session, "reservation_ready", {
+        "reservation_id": reservation.id, "patron": reservation.patron,
+        "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
+        "lines": [line_ref(ln) for ln in reservation.lines if ln.status == "allocated"]})
+
+
+def collect(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime) -> None:
+    domain.ensure_transition(reservation.status, "collected")
+    reservation.status, reservation.closed_at, reservation.closed_by = "collected", now, "staff"
+    due = domain.due_date(now, policy.loan_days)
+    loans = []
+    for line in reservation.lines:
+        if line.status != "allocated":
+            continue
+        line.status = "collected"
+        loan = Loan(id=str(uuid.uuid4()), patron=reservation.patron, reservation_id=reservation.id,
+                    line_id=line.id, title_id=line.title_id, title=line.title, barcode=line.barcode,
+                    started_at=now, due_at=due)
+        session.add(loan)
+        loans.append({"loan_id": loan.id, "line_id": line.id, "title_id": line.title_id, "title": line.title,
+                      "barcode": line.barcode, "due_at": due})
+    events.publish(session, "reservation_collected", {
+        "reservation_id": reservation.id, "patron": reservation.patron,
+        "pickup_point": point_ref(reservation.pickup_point), "loans": loans})
+
+
+def cancel(session: Session, events: Events, reservation: Reservation, by: str, now: datetime) -> None:
+    domain.ensure_transition(reservation.status, "cancelled")
+    _close(reservation, "cancelled", by, now)
+    events.publish(session, "reservation_cancelled", {
+        "reservation_id": reservation.id, "patron": reservation.patron, "cancelled_by": by,
+        "pickup_point": point_ref(reservation.pickup_point), "lines": [line_ref(ln) for ln in reservation.lines]})
+
+
+def _close(reservation: Reservation, status: str, by: str, now: datetime) -> None:
+    reservation.status, reservation.closed_at, reservation.closed_by = status, now, by
+    for line in reservation.lines:
+        if line.status in domain.OPEN_LINE_STATUSES:
+            line.status = status
+
+
+def expire_due(session: Session, events: Events, now: datetime, limit: int = 100) -> int:
+    """Ready reservations past their deadline. Each is claimed by a conditional update, so two replicas
+    running this timer never expire (and announce) the same reservation twice."""
+    due = session.scalars(select(Reservation.id).where(
+        Reservation.status == "ready", Reservation.pickup_deadline < now).limit(limit)).all()
+    expired = 0
+    for reservation_id in due:
+        claimed = session.execute(update(Reservation).where(
+            Reservation.id == reservation_id, Reservation.status == "ready")
+            .values(status="expired", closed_at=now, closed_by="timer")
+            .execution_options(synchronize_session=False)).rowcount
+        if claimed != 1:
+            continue
+        reservation = session.get(Reservation, reservation_id, populate_existing=True)
+        _close(reservation, "expired", "timer", now)
+        events.publish(session, "reservation_expired", {
+            "reservation_id": reservation.id, "patron": reservation.patron,
+            "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
+            "lines": [line_ref(ln) for ln in reservation.lines]})
+        expired += 1
+    return expired
+
+
+def remind_overdue(session: Session, events: Events, policy: Policy, now: datetime, limit: int = 200) -> int:
+    """One `loan_overdue` per loan per reminder step: the step is claimed by a conditional update."""
+    loans = session.scalars(select(Loan).where(Loan.returned_at.is_(None), Loan.due_at < now)
+                            .order_by(Loan.due_at).limit(limit)).all()
+    sent = 0
+    for loan in loans:
+        overdue = domain.days_overdue(loan.due_at, now)
+        step = domain.reminder_step(overdue, policy.reminder_steps)
+        if step <= loan.reminder_step:
+            continue
+        claimed = session.execute(update(Loan).where(Loan.id == loan.id, Loan.reminder_step < step)
+                                  .values(reminder_step=step).execution_options(synchronize_session=False))
+        if claimed.rowcount != 1:
+            continue
+        events.publish(session, "loan_overdue", {
+            "loan_id": loan.id, "reservation_id": loan.reservation_id, "patron": loan.patron,
+            "barcode": loan.barcode, "title_id": loan.title_id, "title": loan.title, "due_at": loan.due_at,
+            "days_overdue": overdue, "reminder_step": step})
+        sent += 1
+    return sent
+
+
+# --- inventory's events -----------------------------------------------------------------------------------
+
+def record_allocation(session: Session, data: dict) -> None:
+    reservation = session.get(Reservation, data["reservation_id"], with_for_update=True)
+    if reservation is None:
+        return
+    lines = {ln.id: ln for ln in reservation.lines}
+    for allocated in data["lines"]:
+        line = lines.get(allocated["line_id"])
+        if line is None or line.status not in ("pending", "waitlisted"):
+            continue
+        line.status, line.waitlist_position = "allocated", None
+        line.barcode, line.site = allocated["barcode"], allocated["site"]
+        line.shelf_mark, line.needs_transfer = allocated["shelf_mark"], allocated["needs_transfer"]
+    reservation.status = domain.status_after_allocation(reservation.status)
+
+
+def record_waiting(session: Session, data: dict) -> None:
+    reservation = session.get(Reservation, data["reservation_id"], with_for_update=True)
+    if reservation is None:
+        return
+    lines = {ln.id: ln for ln in reservation.lines}
+    for waiting in data["lines"]:
+        line = lines.get(waiting["line_id"])
+        if line is not None and line.status == "pending":
+            line.status, line.waitlist_position = "waitlisted", waiting["waitlist_position"]
+
+
+def record_return(session: Session, data: dict) -> None:
+    query = select(Loan).where(Loan.barcode == data["barcode"], Loan.returned_at.is_(None))
+    if data.get("line_id"):
+        query = query.where(Loan.line_id == data["line_id"])
+    for loan in session.scalars(query.with_for_update()):
+        loan.returned_at = data["returned_at"]
+
+
+def record_title(session: Session, data: dict) -> None:
+    title = session.get(CatalogueTitle, data["title_id"]) or CatalogueTitle(id=data["title_id"])
+    title.title, title.author, title.material = data["title"], data["author"], data["material"]
+    session.add(title)
+

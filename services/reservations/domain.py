@@ -1,0 +1,111 @@
+"""Reservations' rules: the life of a reservation, quotas, deadlines, due dates, fines, reminders, and the
+order in which staff walk the shelves. Plain functions on plain values: no nameko, no session."""
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from services.common.errors import Conflict, Invalid
+
+# Where a reservation may go from each status. Final: collected, cancelled, expired.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "placed": frozenset({"allocated", "cancelled"}),
+    "allocated": frozenset({"ready", "cancelled"}),
+    "ready": frozenset({"collected", "cancelled", "expired"}),
+    "collected": frozenset(),
+    "cancelled": frozenset(),
+    "expired": frozenset(),
+}
+OPEN_STATUSES = ("placed", "allocated", "ready")
+OPEN_LINE_STATUSES = ("pending", "allocated", "waitlisted")
+
+
+def ensure_transition(current: str, target: str) -> None:
+    if target not in TRANSITIONS.get(current, frozenset()):
+        raise Conflict(f"a reservation that is {current} cannot become {target}", status=current)
+
+
+def ensure_ready_to_prepare(status: str, line_statuses: Sequence[str]) -> None:
+    """Ready means every line has its copy set aside: nothing still pending or waitlisted."""
+    ensure_transition(status, "ready")
+    waiting = sum(s in ("pending", "waitlisted") for s in line_statuses)
+    if waiting:
+        raise Conflict(f"{waiting} line(s) still wait for a copy", status=status)
+
+
+def status_after_allocation(status: str) -> str:
+    return "allocated" if status == "placed" else status
+
+
+@dataclass(frozen=True)
+class Quota:
+    max_items: int = 10
+    max_by_material: Mapping[str, int] = field(default_factory=lambda: {"dvd": 3})
+
+    def check(self, held: Iterable[str], wanted: Sequence[str]) -> None:
+        """`held`: materials of the card's open reservation lines and loans; `wanted`: the new lines."""
+        held = list(held)
+        total = len(held) + len(wanted)
+        if total > self.max_items:
+            raise Invalid(f"this would make {total} documents on the card; the limit is {self.max_items}",
+                          field="titles", limit=self.max_items, held=len(held))
+        for material, limit in self.max_by_material.items():
+            count = held.count(material) + list(wanted).count(material)
+            if count > limit:
+                raise Invalid(f"this would make {count} {material} on the card; the limit is {limit}",
+                              field="titles", material=material, limit=limit)
+
+
+def parse_material_limits(text: str) -> dict[str, int]:
+    """`"dvd:3,cd:5"` → {"dvd": 3, "cd": 5}."""
+    limits = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        material, _, value = part.partition(":")
+        limits[material.strip()] = int(value)
+    return limits
+
+
+def pickup_deadline(ready_at: datetime, days: int) -> datetime:
+    return ready_at + timedelta(days=days)
+
+
+def due_date(collected_at: datetime, loan_days: int) -> datetime:
+    return collected_at + timedelta(days=loan_days)
+
+
+def days_overdue(due_at: datetime, until: datetime) -> int:
+    """Whole days past the due date (a copy dropped in the return box counts from the day it was dropped)."""
+    return max((until.date() - due_at.date()).days, 0)
+
+
+@dataclass(frozen=True)
+class FinePolicy:
+    cents_per_day: int = 20
+    cap_cents: int = 500
+
+    def fine(self, due_at: datetime, until: datetime) -> int:
+        return min(days_overdue(due_at, until) * self.cents_per_day, self.cap_cents)
+
+
+def reminder_step(overdue_days: int, steps: Sequence[int]) -> int:
+    """How many reminder steps an overdue loan has reached (steps in days overdue, e.g. 1, 7, 21)."""
+    return sum(overdue_days >= s for s in steps)
+
+
+def parse_steps(text: str) -> list[int]:
+    steps = sorted(int(p) for p in (text or "").split(",") if p.strip())
+    if not steps or steps[0] < 1:
+        raise ValueError("reminder steps are whole days overdue, the first at least 1")
+    return steps
+
+
+def _natural(text: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", text or "") if p)
+
+
+def walk_order(line: Mapping[str, object], pickup_site: str) -> tuple:
+    """Copies on this site first, shelf by shelf (natural order of shelf marks: 'R 9' before 'R 10'), then
+    the copies to bring over from other sites, grouped by site."""
+    site = str(line.get("site") or "")
+    return (site != pickup_site, site, _natural(str(line.get("shelf_mark") or "")), str(line.get("barcode")))

@@ -1,0 +1,94 @@
+"""Reservations' tables: pickup points, reservations and their lines, loans, and a replica of the catalogue
+(kept from inventory's `title_catalogued` events, so placing a reservation needs no call to inventory)."""
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from services.common.reliability import InboxMixin, OutboxMixin, utcnow
+from services.common.types import UtcDateTime
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Outbox(OutboxMixin, Base):
+    pass
+
+
+class Inbox(InboxMixin, Base):
+    pass
+
+
+class PickupPoint(Base):
+    __tablename__ = "pickup_points"
+
+    id: Mapped[str] = mapped_column(String(60), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    site: Mapped[str] = mapped_column(String(40))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CatalogueTitle(Base):
+    __tablename__ = "catalogue_titles"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    author: Mapped[str] = mapped_column(String(300))
+    material: Mapped[str] = mapped_column(String(20))
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (Index("ix_reservations_status_deadline", "status", "pickup_deadline"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patron: Mapped[str] = mapped_column(String(40), index=True)
+    pickup_point_id: Mapped[str] = mapped_column(ForeignKey("pickup_points.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(20))
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    pickup_deadline: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+    lines: Mapped[list["Line"]] = relationship(order_by="Line.position", lazy="selectin")
+    pickup_point: Mapped[PickupPoint] = relationship(lazy="joined", innerjoin=True)
+
+
+class Line(Base):
+    __tablename__ = "reservation_lines"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    title_id: Mapped[str] = mapped_column(String(36))
+    title: Mapped[str] = mapped_column(String(500))
+    material: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    barcode: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    site: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    shelf_mark: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    needs_transfer: Mapped[bool] = mapped_column(Boolean, default=False)
+    waitlist_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Loan(Base):
+    __tablename__ = "loans"
+    __table_args__ = (Index("ix_loans_open_due", "returned_at", "due_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patron: Mapped[str] = mapped_column(String(40), index=True)
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"))
+    line_id: Mapped[str] = mapped_column(String(36), unique=True)
+    title_id: Mapped[str] = mapped_column(String(36))
+    title: Mapped[str] = mapped_column(String(500))
+    barcode: Mapped[str] = mapped_column(String(40), index=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    returned_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    reminder_step: Mapped[int] = mapped_column(Integer, default=0)

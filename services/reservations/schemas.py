@@ -1,0 +1,100 @@
+"""Reservations' HTTP bodies and answers."""
+
+from marshmallow import Schema, fields, validate
+
+CHANNELS = ("web", "phone", "counter")
+
+
+class PickupPointSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    kind = fields.String()
+    site = fields.String()
+
+
+class PlaceReservationSchema(Schema):
+    patron = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9-]{1,40}$"),
+                           metadata={"description": "the patron's card number"})
+    pickup_point = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    titles = fields.List(fields.String(validate=validate.Length(min=1, max=36)), required=True,
+                         validate=validate.Length(min=1, max=50))
+    channel = fields.String(load_default=None, validate=validate.OneOf(CHANNELS),
+                            metadata={"description": "web for a patron; staff default to phone"})
+
+
+class LineSchema(Schema):
+    id = fields.String()
+    title_id = fields.String()
+    title = fields.String()
+    material = fields.String()
+    status = fields.String()
+    barcode = fields.String(allow_none=True)
+    site = fields.String(allow_none=True)
+    shelf_mark = fields.String(allow_none=True)
+    needs_transfer = fields.Boolean()
+    waitlist_position = fields.Integer(allow_none=True)
+
+
+class ReservationSchema(Schema):
+    id = fields.String()
+    patron = fields.String()
+    status = fields.String()
+    channel = fields.String()
+    pickup_point = fields.Nested(PickupPointSchema)
+    placed_at = fields.DateTime()
+    ready_at = fields.DateTime(allow_none=True)
+    pickup_deadline = fields.DateTime(allow_none=True)
+    closed_at = fields.DateTime(allow_none=True)
+    closed_by = fields.String(allow_none=True)
+    lines = fields.List(fields.Nested(LineSchema))
+
+
+class PreparationItemSchema(Schema):
+    reservation_id = fields.String()
+    line_id = fields.String()
+    patron = fields.String()
+    title_id = fields.String()
+    title = fields.String()
+    barcode = fields.String()
+    site = fields.String()
+    shelf_mark = fields.String()
+    needs_transfer = fields.Boolean()
+    reservation_complete = fields.Boolean()
+
+
+class PreparationListSchema(Schema):
+    pickup_point = fields.Nested(PickupPointSchema)
+    items = fields.List(fields.Nested(PreparationItemSchema))
+
+
+class LoanSchema(Schema):
+    id = fields.String()
+    reservation_id = fields.String()
+    title_id = fields.String()
+    title = fields.String()
+    barcode = fields.String()
+    started_at = fields.DateTime()
+    due_at = fields.DateTime()
+    returned_at = fields.DateTime(allow_none=True)
+    days_overdue = fields.Integer()
+    fine_cents = fields.Integer()
+    reminders_sent = fields.Integer()
+
+
+class FineSchema(Schema):
+    loan_id = fields.String()
+    title = fields.String()
+    days_overdue = fields.Integer()
+    fine_cents = fields.Integer()
+
+
+class AccountSchema(Schema):
+    card = fields.String()
+    open_reservations = fields.Integer()
+    documents_reserved = fields.Integer()
+    documents_on_loan = fields.Integer()
+    quota = fields.Integer()
+    quota_left = fields.Integer()
+    overdue_loans = fields.Integer()
+    fines_cents = fields.Integer()
+    fines = fields.List(fields.Nested(FineSchema))

@@ -1,0 +1,77 @@
+"""What staff and patrons read back: reservations, the preparation list, loans, the account."""
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.common.errors import NotFound
+from services.reservations import domain
+from services.reservations.desk import point_ref
+from services.reservations.models import Line, Loan, PickupPoint, Reservation
+from services.reservations.policy import Policy
+
+
+def reservation_view(reservation: Reservation) -> dict:
+    return {
+        "id": reservation.id, "patron": reservation.patron, "status": reservation.status,
+        "channel": reservation.channel, "pickup_point": point_ref(reservation.pickup_point),
+        "placed_at": reservation.placed_at, "ready_at": reservation.ready_at,
+        "pickup_deadline": reservation.pickup_deadline, "closed_at": reservation.closed_at,
+        "closed_by": reservation.closed_by,
+        "lines": [{"id": ln.id, "title_id": ln.title_id, "title": ln.title, "material": ln.material,
+                   "status": ln.status, "barcode": ln.barcode, "site": ln.site, "shelf_mark": ln.shelf_mark,
+                   "needs_transfer": ln.needs_transfer, "waitlist_position": ln.waitlist_position}
+                  for ln in reservation.lines],
+    }
+
+
+def patron_reservations(session: Session, card: str) -> list[dict]:
+    found = session.scalars(select(Reservation).where(Reservation.patron == card)
+                            .order_by(Reservation.placed_at.desc())).all()
+    return [reservation_view(r) for r in found]
+
+
+def preparation_list(session: Session, point_id: str) -> dict:
+    """Every allocated line of the point's reservations still to prepare, in the order of a walk."""
+    point = session.get(PickupPoint, point_id)
+    if point is None:
+        raise NotFound(f"unknown pickup point {point_id}", pickup_point=point_id)
+    rows = session.execute(select(Line, Reservation).join(Reservation).where(
+        Reservation.pickup_point_id == point_id, Reservation.status.in_(("placed", "allocated")),
+        Line.status == "allocated")).all()
+    items = [{"reservation_id": r.id, "line_id": ln.id, "patron": r.patron, "title_id": ln.title_id,
+              "title": ln.title, "barcode": ln.barcode, "site": ln.site, "shelf_mark": ln.shelf_mark,
+              "needs_transfer": ln.needs_transfer, "reservation_complete": r.status == "allocated"
+              and all(x.status != "waitlisted" and x.status != "pending" for x in r.lines)}
+             for ln, r in rows]
+    items.sort(key=lambda item: domain.walk_order(item, point.site))
+    return {"pickup_point": point_ref(point), "items": items}
+
+
+def loan_view(loan: Loan, policy: Policy, now: datetime) -> dict:
+    until = loan.returned_at or now
+    return {"id": loan.id, "reservation_id": loan.reservation_id, "title_id": loan.title_id, "title": loan.title,
+            "barcode": loan.barcode, "started_at": loan.started_at, "due_at": loan.due_at,
+            "returned_at": loan.returned_at, "days_overdue": domain.days_overdue(loan.due_at, until),
+            "fine_cents": policy.fines.fine(loan.due_at, until), "reminders_sent": loan.reminder_step}
+
+
+def patron_loans(session: Session, card: str, policy: Policy, now: datetime) -> list[dict]:
+    loans = session.scalars(select(Loan).where(Loan.patron == card).order_by(Loan.started_at.desc())).all()
+    return [loan_view(loan, policy, now) for loan in loans]
+
+
+def account(session: Session, card: str, policy: Policy, now: datetime) -> dict:
+    loans = patron_loans(session, card, policy, now)
+    open_reservations = session.scalars(select(Reservation).where(
+        Reservation.patron == card, Reservation.status.in_(domain.OPEN_STATUSES))).all()
+    held = sum(ln.status in domain.OPEN_LINE_STATUSES for r in open_reservations for ln in r.lines)
+    on_loan = [ln for ln in loans if ln["returned_at"] is None]
+    return {"card": card, "open_reservations": len(open_reservations), "documents_reserved": held,
+            "documents_on_loan": len(on_loan), "quota": policy.quota.max_items,
+            "quota_left": max(policy.quota.max_items - held - len(on_loan), 0),
+            "overdue_loans": sum(ln["days_overdue"] > 0 and ln["returned_at"] is None for ln in loans),
+            "fines_cents": sum(ln["fine_cents"] for ln in loans),
+            "fines": [{"loan_id": ln["id"], "title": ln["title"], "days_overdue": ln["days_overdue"],
+                       "fine_cents": ln["fine_cents"]} for ln in loans if ln["fine_cents"]]}

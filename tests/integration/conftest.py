@@ -1,0 +1,64 @@
+"""Both services of the drive in this process, each on its own fresh PostgreSQL database, sharing a fresh
+RabbitMQ vhost: the integration tier, driven over HTTP and AMQP."""
+
+from dataclasses import dataclass
+
+import pytest
+from nameko.testing.utils import find_free_port
+from sqlalchemy.orm import Session
+
+from services.common.database import make_engine
+from services.common.messaging import declare_topology
+from services.demo import load_pickup_points
+from services.inventory.service import InventoryService
+from services.reservations.service import ReservationsService
+from tests.helpers import Client, EventTap
+
+
+@dataclass
+class Drive:
+    reservations: Client
+    inventory: Client
+    tap: EventTap
+    config: dict
+    urls: dict
+
+
+def service_config(rabbit_config: dict, db_url: str, **extra) -> dict:
+    return {"AMQP_URI": rabbit_config["AMQP_URI"], "DB_URL": db_url,
+            "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}", "OUTBOX_SWEEP_SECONDS": 0.5,
+            "EVENT_MAX_ATTEMPTS": 3, "EVENT_RETRY_BASE_SECONDS": 0.05, "EXPIRY_CHECK_SECONDS": 3600,
+            "OVERDUE_CHECK_SECONDS": 3600, "QUARANTINE_CHECK_SECONDS": 3600, **extra}
+
+
+@pytest.fixture
+def drive_factory(make_database, rabbit_config, container_factory, token):
+    # Argument order matters: containers stop before the vhost and databases they use are removed.
+    taps = []
+
+    def start(reservations_extra: dict | None = None, inventory_extra: dict | None = None) -> Drive:
+        urls = {"reservations": make_database("reservations"), "inventory": make_database("inventory")}
+        engine = make_engine(urls["reservations"], pool_size=1)
+        with Session(engine) as session, session.begin():
+            load_pickup_points(session)
+        engine.dispose()
+        res_cfg = service_config(rabbit_config, urls["reservations"], **(reservations_extra or {}))
+        inv_cfg = service_config(rabbit_config, urls["inventory"], **(inventory_extra or {}))
+        declare_topology([ReservationsService, InventoryService], res_cfg)
+        tap = EventTap(rabbit_config["AMQP_URI"], {"reservations.events": "#", "inventory.events": "#"})
+        taps.append(tap)
+        container_factory(ReservationsService, res_cfg).start()
+        container_factory(InventoryService, inv_cfg).start()
+        staff = token("staff")
+        return Drive(Client(f"http://{res_cfg['WEB_SERVER_ADDRESS']}", staff),
+                     Client(f"http://{inv_cfg['WEB_SERVER_ADDRESS']}", staff), tap,
+                     {"reservations": res_cfg, "inventory": inv_cfg}, urls)
+
+    yield start
+    for tap in taps:
+        tap.close()
+
+
+@pytest.fixture
+def drive(drive_factory):
+    return drive_factory()

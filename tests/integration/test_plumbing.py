@@ -1,0 +1,258 @@
+"""Contract suite for the reliability kit (`services/common`): outbox, relay, inbox, bounded retry,
+dead-lettering and replay, on SQLite and PostgreSQL, each test in its own RabbitMQ vhost."""
+
+import uuid
+
+import eventlet
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from services.common.deadletters import list_dead_letters, replay
+from services.common.envelope import REGISTRY
+from services.common.messaging import DEAD_LETTER_QUEUE, declare_topology
+from services.common.relay import OutboxPublisher
+from services.common.reliability import first_delivery, record_event
+from tests.conftest import PG_ADMIN_URL
+from tests.integration.plumbing_kit import (
+    HANDLER_QUEUE,
+    SOURCE,
+    Base,
+    Behaviour,
+    Effect,
+    Inbox,
+    Outbox,
+    PlumbingService,
+    Store,
+    bind_spy,
+    drain_queue,
+    publish,
+    publish_raw,
+    queue_depth,
+    thing,
+    wait_for,
+)
+
+pytestmark = pytest.mark.time_limit(30)
+
+CLOSED_PORT_URI = "pyamqp://guest:guest@127.0.0.1:1/"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'plumbing.db'}"
+        _create_tables(url)
+        yield url
+        return
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"drive_plumbing_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    _create_tables(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _create_tables(url: str) -> None:
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def store(db_url):
+    store = Store(db_url)
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture
+def config(rabbit_config, db_url):
+    return {"AMQP_URI": rabbit_config["AMQP_URI"], "DB_URL": db_url, "EVENT_MAX_ATTEMPTS": 3,
+            "EVENT_RETRY_BASE_SECONDS": 0.01, "OUTBOX_SWEEP_SECONDS": 0.2}
+
+
+@pytest.fixture
+def service(container_factory, config):
+    """The plumbing service, running, with its queues declared up front (as `drive setup` does)."""
+    Behaviour.reset()
+    declare_topology([PlumbingService], config)
+    container = container_factory(PlumbingService, config)
+    container.start()
+    return container
+
+
+def _commit_state_change(store: Store, label: str) -> str:
+    """A state change and its event in one transaction, as a worker's `events.publish` writes them."""
+    event = thing(label)
+    with store.session() as session, session.begin():
+        session.add(Effect(event_id=event.id, label=label))
+        record_event(session, Outbox, event)
+    return event.id
+
+
+def _ids(bodies: list[dict]) -> list[str]:
+    return [body["id"] for body in bodies]
+
+
+# --- outbox and relay -----------------------------------------------------------------------------------
+
+
+def test_outbox_keeps_events_while_broker_unreachable(store, amqp_uri):
+    bind_spy(amqp_uri, "spy")
+    event_id = _commit_state_change(store, "written during an outage")
+
+    down = OutboxPublisher(store, Outbox, CLOSED_PORT_URI)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the transport raises, the row must stay
+        down.drain()
+    down.close()
+    assert down.pending() == 1
+    assert store.count(Effect) == 1
+
+    up = OutboxPublisher(store, Outbox, amqp_uri)
+    assert up.drain() == 1
+    up.close()
+    assert up.pending() == 0
+    assert _ids(wait_for(lambda: drain_queue(amqp_uri, "spy"), what="the event on the spy queue")) == [event_id]
+    assert up.drain() == 0
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_relays_publish_each_row_exactly_once(store, amqp_uri):
+    bind_spy(amqp_uri, "spy")
+    with store.session() as session, session.begin():
+        for n in range(500):
+            record_event(session, Outbox, thing(f"row {n}"))
+    relays = [OutboxPublisher(store, Outbox, amqp_uri, batch=25) for _ in range(2)]
+
+    threads = [eventlet.spawn(relay.drain) for relay in relays]
+    counts = [thread.wait() for thread in threads]
+    for relay in relays:
+        relay.close()
+
+    assert sum(counts) == 500
+    assert min(counts) > 0, f"the relays did not run concurrently: {counts}"
+    assert relays[0].pending() == 0
+    wait_for(lambda: queue_depth(amqp_uri, "spy") >= 500, what="500 messages on the spy queue")
+    ids = _ids(drain_queue(amqp_uri, "spy"))
+    with store.session() as session:
+        expected = set(session.scalars(select(Outbox.event_id)))
+    assert len(ids) == 500
+    assert set(ids) == expected
+
+
+def test_relay_publishes_after_commit_and_sweeps_leftovers(service, store, amqp_uri):
+    bind_spy(amqp_uri, "recorded", routing_key="thing_recorded")
+    event = thing("handled")
+    publish(amqp_uri, event)
+    bodies = wait_for(lambda: drain_queue(amqp_uri, "recorded"), what="the follow-up event")
+    assert [body["data"]["label"] for body in bodies] == ["handled"]
+
+    # Written by someone else (no after-commit kick): the periodic sweep publishes it.
+    leftover = REGISTRY.build(SOURCE, "thing_recorded", {"label": "left over"})
+    with store.session() as session, session.begin():
+        record_event(session, Outbox, leftover)
+    bodies = wait_for(lambda: drain_queue(amqp_uri, "recorded"), what="the swept event")
+    assert [body["data"]["label"] for body in bodies] == ["left over"]
+    wait_for(lambda: OutboxPublisher(store, Outbox, amqp_uri).pending() == 0, what="an empty outbox")
+
+
+# --- inbox ----------------------------------------------------------------------------------------------
+
+
+def test_duplicate_delivery_has_one_effect(service, store, amqp_uri):
+    event = thing("twice")
+    publish(amqp_uri, event)
+    publish(amqp_uri, event)
+
+    wait_for(lambda: Behaviour.attempts[event.id] == 2, what="both deliveries handled")
+    wait_for(lambda: queue_depth(amqp_uri, HANDLER_QUEUE) == 0, what="both deliveries acked")
+    assert store.count(Effect, event_id=event.id) == 1
+    assert store.count(Inbox, event_id=event.id) == 1
+    assert store.count(Outbox) == 1
+
+
+def test_first_delivery_has_one_winner_under_concurrency(store):
+    event = thing("raced")
+    results = []
+
+    def claim(hold: float) -> None:
+        with store.session() as session, session.begin():
+            session.info["consumer"] = "plumbing.on_thing_happened"
+            results.append(first_delivery(session, Inbox, event))
+            eventlet.sleep(hold)  # keep the transaction open while the others try
+
+    threads = [eventlet.spawn(claim, 0.2 if n == 0 else 0) for n in range(5)]
+    for thread in threads:
+        thread.wait()
+
+    assert sorted(results) == [False] * 4 + [True]
+    assert store.count(Inbox, event_id=event.id) == 1
+
+
+# --- bounded retry, dead letters, replay ----------------------------------------------------------------
+
+
+def test_poison_is_dead_lettered_after_max_attempts_then_replayed_once(service, store, amqp_uri):
+    bind_spy(amqp_uri, "other-subscriber", routing_key="thing_happened")
+    poison = thing("poison", poison=True)
+    goods = [thing(f"good {n}") for n in range(3)]
+    publish(amqp_uri, poison)
+    for good in goods:
+        publish(amqp_uri, good)
+
+    wait_for(lambda: queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 1, what="the poison dead-lettered")
+    assert Behaviour.attempts[poison.id] == 3
+    wait_for(lambda: store.count(Effect) == 3, what="the good events handled")
+    assert store.count(Effect, event_id=poison.id) == 0
+
+    listed = list_dead_letters(amqp_uri)
+    assert [(d.event_id, d.queue, d.reason, d.event_type, d.source) for d in listed] == [
+        (poison.id, HANDLER_QUEUE, "delivery_limit", "thing_happened", "plumbingtest")]
+    assert listed[0].position == 1 and listed[0].first_death_at is not None
+    assert queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 1, "listing must not consume"
+    assert len(drain_queue(amqp_uri, "other-subscriber")) == 4
+
+    Behaviour.poison_fails = False
+    assert replay(amqp_uri, event_id=poison.id) == 1
+    wait_for(lambda: store.count(Effect, event_id=poison.id) == 1, what="the replayed event's effect")
+    wait_for(lambda: queue_depth(amqp_uri, HANDLER_QUEUE) == 0, what="the replay acked")
+    assert Behaviour.attempts[poison.id] == 4
+    assert queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 0
+    assert drain_queue(amqp_uri, "other-subscriber") == [], "replay goes only to the queue that failed"
+
+
+def test_replay_by_id_leaves_the_others_in_order(service, amqp_uri):
+    first, second, third = (thing(f"poison {n}", poison=True) for n in range(3))
+    for event in (first, second, third):
+        publish(amqp_uri, event)
+    wait_for(lambda: queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 3, what="three dead letters")
+    before = [d.event_id for d in list_dead_letters(amqp_uri)]
+    assert sorted(before) == sorted(e.id for e in (first, second, third))
+
+    Behaviour.poison_fails = False
+    assert replay(amqp_uri, event_id=before[1]) == 1
+    wait_for(lambda: Behaviour.attempts[before[1]] == 4, what="the replayed one handled")
+    assert [d.event_id for d in list_dead_letters(amqp_uri)] == [before[0], before[2]]
+    assert [d.position for d in list_dead_letters(amqp_uri)] == [1, 2]
+    assert replay(amqp_uri) == 2
+    wait_for(lambda: queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 0, what="an empty dead-letter queue")
+
+
+@pytest.mark.parametrize("body", [
+    {"hello": "not an envelope"},
+    {**thing("x").to_message(), "data": {"poison": "maybe"}},
+], ids=["not-an-envelope", "data-off-schema"])
+def test_malformed_message_is_dead_lettered_at_once(service, store, amqp_uri, body):
+    publish_raw(amqp_uri, body, serializer="json")
+    good = thing("after the malformed one")
+    publish(amqp_uri, good)
+
+    wait_for(lambda: queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 1, what="the malformed message dead-lettered")
+    wait_for(lambda: store.count(Effect, event_id=good.id) == 1, what="the next good event handled")
+    assert list(Behaviour.attempts) == [good.id], "the handler never sees a malformed message"
+    [dead] = list_dead_letters(amqp_uri)
+    assert (dead.queue, dead.reason, dead.count) == (HANDLER_QUEUE, "rejected", 1)
