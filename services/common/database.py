@@ -1,5 +1,7 @@
 """A SQLAlchemy session per nameko worker, on PostgreSQL (psycopg2, green under eventlet) or a SQLite file."""
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,13 +29,13 @@ def make_engine(url: str, pool_size: int = 12) -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            # No busy wait inside SQLite: it blocks the whole process (see `_begin_immediate`).
+            cursor.execute("PRAGMA busy_timeout=0")
             cursor.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock at BEGIN: a deferred transaction that upgrades later can deadlock.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(conn.connection.driver_connection)
 
         return engine
     return create_engine(
@@ -44,6 +46,21 @@ def make_engine(url: str, pool_size: int = 12) -> Engine:
         pool_timeout=30,
         connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
     )
+
+
+def _begin_immediate(dbapi_conn: sqlite3.Connection, wait_seconds: float = 30.0) -> None:
+    """Take the write lock at BEGIN (a deferred transaction that upgrades later can deadlock), waiting
+    for it with `time.sleep`, which eventlet makes cooperative. SQLite's own busy wait would block the hub,
+    so the green thread holding the lock (the relay, awaiting a publisher confirm) could never finish."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            dbapi_conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

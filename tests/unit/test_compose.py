@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 
-
 class PlainLoader(yaml.SafeLoader):
     """SafeLoader without the `${VAR}` substitution that nameko registers on SafeLoader itself (under
     `nameko test` too): compose interpolates `${VAR:-default}` at `up` time, this test must see the text."""

@@ -1,0 +1,80 @@
+"""Inventory's rules, called directly: copy choice, quarantine, ISBNs, catalogue rows."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.common.errors import Invalid
+from services.inventory.domain import (
+    CopyCandidate,
+    QuarantinePolicy,
+    availability,
+    choose_copy,
+    normalise_isbn,
+    parse_catalogue,
+    parse_material_hours,
+)
+
+SITES = ["central", "neighbourhood"]
+HEADER = "isbn,title,author,material,barcode,site,shelf_mark\n"
+
+
+def test_choose_copy_prefers_the_pickup_site():
+    copies = [CopyCandidate("A1", "central", "R 1"), CopyCandidate("B2", "neighbourhood", "R 1"),
+              CopyCandidate("B1", "neighbourhood", "R 2")]
+    assert choose_copy(copies, "neighbourhood") == (copies[2], False)
+    assert choose_copy(copies, "central") == (copies[0], False)
+
+
+def test_choose_copy_from_another_site_needs_a_transfer():
+    copies = [CopyCandidate("A1", "central", "R 1")]
+    assert choose_copy(copies, "neighbourhood") == (copies[0], True)
+    assert choose_copy([], "central") is None
+
+
+def test_quarantine_length_per_material_and_plastic_cover():
+    policy = QuarantinePolicy(default_hours=72, by_material={"dvd": 120}, plastic_cover_hours=96)
+    returned = datetime(2026, 4, 1, 9, tzinfo=UTC)
+    assert policy.release_at(returned, "book", False) == returned + timedelta(hours=72)
+    assert policy.release_at(returned, "book", True) == returned + timedelta(hours=96)
+    assert policy.release_at(returned, "dvd", True) == returned + timedelta(hours=120)
+
+
+def test_material_hours_parse_and_refuse_unknown_material():
+    assert parse_material_hours("dvd:120,cd:100") == {"dvd": 120.0, "cd": 100.0}
+    with pytest.raises(ValueError):
+        parse_material_hours("vinyl:3")
+
+
+def test_isbn_normalised_to_13_digits_and_checked():
+    assert normalise_isbn("2-07-036822-X") == "9782070368228"
+    assert normalise_isbn("978-2-07-036822-8") == "9782070368228"
+    assert normalise_isbn("  ") is None
+    with pytest.raises(Invalid, match="invalid ISBN"):
+        normalise_isbn("978-2-07-036822-9")
+
+
+def test_catalogue_rows_parsed():
+    rows = parse_catalogue(HEADER + "207036822X,L'Étranger,Camus,book,B1,central,R CAM 1\n", SITES)
+    assert rows[0].isbn == "9782070368228" and rows[0].barcode == "B1" and rows[0].line == 2
+
+
+def test_catalogue_reports_every_bad_row_by_line_number():
+    text = HEADER + ("207036822X,Ok,Camus,book,B1,central,R 1\n"
+                     "123,Bad isbn,X,book,B2,central,R 1\n"
+                     ",No site,X,book,B3,moon,R 1\n"
+                     ",Dup,X,book,B1,central,R 1\n")
+    with pytest.raises(Invalid) as caught:
+        parse_catalogue(text, SITES)
+    assert [r["line"] for r in caught.value.details["rows"]] == [3, 4, 5]
+    assert "nothing was imported" in caught.value.message
+
+
+def test_catalogue_needs_its_columns():
+    with pytest.raises(Invalid, match="lacks columns: shelf_mark"):
+        parse_catalogue("isbn,title,author,material,barcode,site\n", SITES)
+
+
+def test_availability_per_site():
+    table = availability([("central", "available"), ("central", "on_loan"), ("neighbourhood", "available")], SITES)
+    assert table == {"central": {"copies": 2, "available": 1}, "neighbourhood": {"copies": 1, "available": 1}}
