@@ -52,9 +52,15 @@ class OutboxPublisher:
 
     def _producer(self) -> Any:
         if self.producer is None:
-            self.connection = Connection(self.uri, transport_options={"confirm_publish": True},
-                                         connect_timeout=5)
-            self.producer = self.connection.Producer()
+            connection = Connection(self.uri, transport_options={"confirm_publish": True}, connect_timeout=5)
+            try:
+                # One attempt, no kombu retry loop (~6 s of sleeps): the caller claims rows only after this.
+                connection.ensure_connection(max_retries=0)
+            except Exception:
+                connection.release()
+                raise
+            self.connection = connection
+            self.producer = connection.Producer()
         return self.producer
 
     def close(self) -> None:
@@ -75,13 +81,13 @@ class OutboxPublisher:
         model = self.outbox_model
         error: Exception | None = None
         published = 0
+        producer = self._producer()  # before claiming: never wait on the broker while holding rows
         with self.database.session() as session, session.begin():
             rows = session.scalars(
                 select(model).where(model.sent_at.is_(None)).order_by(model.seq)
                 .limit(self.batch).with_for_update(skip_locked=True)
             ).all()
             try:
-                producer = self._producer()
                 for row in rows:
                     producer.publish(
                         row.message, exchange=Exchange(row.exchange, type="topic", durable=True),
