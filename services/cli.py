@@ -21,6 +21,8 @@ console = Console()
 err = Console(stderr=True)
 
 SERVICES = {"reservations": 8001, "inventory": 8002}
+SERVICE_CLASSES = {"reservations": "services.reservations.service:ReservationsService",
+                   "inventory": "services.inventory.service:InventoryService"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -130,7 +132,7 @@ def up(demo: bool = typer.Option(True, help="load demo data when the catalogue i
         env.setdefault(f"{service.upper()}_DB_URL", db_url(service))
     procs = {name: subprocess.Popen(
         [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "services" / name / "config.yaml"),
-         f"services.{name}.service"], cwd=ROOT, env=env) for name in SERVICES}
+         SERVICE_CLASSES[name]], cwd=ROOT, env=env) for name in SERVICES}
     table = Table(title="Drive is running")
     for column in ("service", "URL", "API document"):
         table.add_column(column)

@@ -15,6 +15,7 @@ from kombu import Connection, Exchange, Queue
 from marshmallow import ValidationError
 from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+from nameko.messaging import QueueConsumer
 
 from services.common.envelope import REGISTRY
 from services.common.errors import PermanentFailure
@@ -53,8 +54,20 @@ def retry_delay(attempt: int, config: dict[str, Any]) -> float:
     return min(base * (2 ** (attempt - 1)), 5.0)
 
 
+class DeadLetteringQueueConsumer(QueueConsumer):
+    """nameko's consumer logs and *acks* a body it cannot decode (bad JSON, a content type it refuses):
+    a silent drop. This one rejects it without requeue, so it lands in the dead-letter queue."""
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        log.error("dead-lettering undecodable message", extra={"error": repr(exc),
+                                                               "content_type": message.content_type})
+        message.reject(requeue=False)
+
+
 class ReliableEventHandler(EventHandler):
     """`@event_handler(source, type)`: the method receives a validated `Event`, never a raw dict."""
+
+    queue_consumer = DeadLetteringQueueConsumer()
 
     def __init__(self, source_service: str, event_type: str, **kwargs: Any) -> None:
         super().__init__(source_service, event_type, handler_type=SERVICE_POOL,

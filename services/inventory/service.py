@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
 from services.common.database import Database
 from services.common.errors import Invalid
 from services.common.http import route

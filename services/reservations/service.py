@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
 from services.common.database import Database
 from services.common.http import route
 from services.common.messaging import event_handler

@@ -1,14 +1,17 @@
 """Contract suite for the reliability kit (`services/common`): outbox, relay, inbox, bounded retry,
 dead-lettering and replay, on SQLite and PostgreSQL, each test in its own RabbitMQ vhost."""
 
+import time
 import uuid
 
 import eventlet
 import pytest
+from kombu import Connection
+from nameko.standalone.events import get_event_exchange
 from sqlalchemy import create_engine, select, text
 
 from services.common.deadletters import list_dead_letters, replay
-from services.common.envelope import REGISTRY
+from services.common.envelope import REGISTRY, Event
 from services.common.messaging import DEAD_LETTER_QUEUE, declare_topology
 from services.common.relay import OutboxPublisher
 from services.common.reliability import first_delivery, record_event
@@ -76,13 +79,22 @@ def config(rabbit_config, db_url):
 
 
 @pytest.fixture
-def service(container_factory, config):
-    """The plumbing service, running, with its queues declared up front (as `drive setup` does)."""
-    Behaviour.reset()
-    declare_topology([PlumbingService], config)
-    container = container_factory(PlumbingService, config)
-    container.start()
-    return container
+def start_service(container_factory, config):
+    """Start the plumbing service, its queues declared up front (as `drive setup` does)."""
+
+    def start(**overrides):
+        Behaviour.reset()
+        declare_topology([PlumbingService], config)
+        container = container_factory(PlumbingService, {**config, **overrides})
+        container.start()
+        return container
+
+    return start
+
+
+@pytest.fixture
+def service(start_service):
+    return start_service()
 
 
 def _commit_state_change(store: Store, label: str) -> str:
@@ -106,8 +118,10 @@ def test_outbox_keeps_events_while_broker_unreachable(store, amqp_uri):
     event_id = _commit_state_change(store, "written during an outage")
 
     down = OutboxPublisher(store, Outbox, CLOSED_PORT_URI)
+    started = time.monotonic()
     with pytest.raises(Exception):  # noqa: B017 - whatever the transport raises, the row must stay
         down.drain()
+    assert time.monotonic() - started < 1.5, "the relay must not retry the broker while holding claimed rows"
     down.close()
     assert down.pending() == 1
     assert store.count(Effect) == 1
@@ -144,20 +158,45 @@ def test_two_relays_publish_each_row_exactly_once(store, amqp_uri):
     assert set(ids) == expected
 
 
-def test_relay_publishes_after_commit_and_sweeps_leftovers(service, store, amqp_uri):
+def test_relay_publishes_right_after_commit(start_service, amqp_uri):
+    start_service(OUTBOX_SWEEP_SECONDS=60)  # so only the after-commit kick can publish in time
     bind_spy(amqp_uri, "recorded", routing_key="thing_recorded")
-    event = thing("handled")
-    publish(amqp_uri, event)
-    bodies = wait_for(lambda: drain_queue(amqp_uri, "recorded"), what="the follow-up event")
+    publish(amqp_uri, thing("handled"))
+
+    bodies = wait_for(lambda: drain_queue(amqp_uri, "recorded"), timeout=5, what="the follow-up event")
     assert [body["data"]["label"] for body in bodies] == ["handled"]
 
-    # Written by someone else (no after-commit kick): the periodic sweep publishes it.
+
+def test_relay_sweeps_rows_committed_elsewhere(service, store, amqp_uri):
+    bind_spy(amqp_uri, "recorded", routing_key="thing_recorded")
     leftover = REGISTRY.build(SOURCE, "thing_recorded", {"label": "left over"})
-    with store.session() as session, session.begin():
+    with store.session() as session, session.begin():  # no worker, so no after-commit kick
         record_event(session, Outbox, leftover)
+
     bodies = wait_for(lambda: drain_queue(amqp_uri, "recorded"), what="the swept event")
-    assert [body["data"]["label"] for body in bodies] == ["left over"]
-    wait_for(lambda: OutboxPublisher(store, Outbox, amqp_uri).pending() == 0, what="an empty outbox")
+    assert _ids(bodies) == [leftover.id]
+    wait_for(lambda: store.count(Outbox, sent_at=None) == 0, what="an empty outbox")
+
+
+def test_relay_marks_only_confirmed_rows(store, amqp_uri):
+    bind_spy(amqp_uri, "spy")
+    first = _commit_state_change(store, "first")
+    with store.session() as session, session.begin():  # its exchange does not exist yet: the broker refuses
+        record_event(session, Outbox, Event(type="thing_happened", data={}, source="plumbingnowhere"))
+    last = _commit_state_change(store, "last")
+
+    relay = OutboxPublisher(store, Outbox, amqp_uri)
+    with pytest.raises(Exception):  # noqa: B017 - the broker closes the channel: 404 NOT_FOUND
+        relay.drain()
+    assert relay.pending() == 2
+    assert _ids(wait_for(lambda: drain_queue(amqp_uri, "spy"), what="the first event")) == [first]
+
+    with Connection(amqp_uri) as conn:
+        get_event_exchange("plumbingnowhere", {})(conn.default_channel).declare()
+    assert relay.drain() == 2
+    relay.close()
+    assert relay.pending() == 0
+    assert _ids(wait_for(lambda: drain_queue(amqp_uri, "spy"), what="the last event")) == [last]
 
 
 # --- inbox ----------------------------------------------------------------------------------------------
@@ -254,5 +293,20 @@ def test_malformed_message_is_dead_lettered_at_once(service, store, amqp_uri, bo
     wait_for(lambda: queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 1, what="the malformed message dead-lettered")
     wait_for(lambda: store.count(Effect, event_id=good.id) == 1, what="the next good event handled")
     assert list(Behaviour.attempts) == [good.id], "the handler never sees a malformed message"
+    [dead] = list_dead_letters(amqp_uri)
+    assert (dead.queue, dead.reason, dead.count) == (HANDLER_QUEUE, "rejected", 1)
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"{not json", "application/json"),
+    (b"hello", "text/plain"),
+], ids=["broken-json", "not-json"])
+def test_undecodable_message_is_dead_lettered_at_once(service, store, amqp_uri, body, content_type):
+    publish_raw(amqp_uri, body, content_type=content_type, content_encoding="utf-8")
+    good = thing("after the undecodable one")
+    publish(amqp_uri, good)
+
+    wait_for(lambda: store.count(Effect, event_id=good.id) == 1, what="the next good event handled")
+    wait_for(lambda: queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 1, what="the undecodable message dead-lettered")
     [dead] = list_dead_letters(amqp_uri)
     assert (dead.queue, dead.reason, dead.count) == (HANDLER_QUEUE, "rejected", 1)
