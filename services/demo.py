@@ -14,11 +14,11 @@ PICKUP_POINTS = [
     {"id": "neighbourhood", "name": "Médiathèque de quartier", "kind": "library", "site": "neighbourhood"},
 ]
 
-_FIRST = ["Le", "La", "Les", "Un", "Une", "Des"]
-_NOUNS = ["nuit", "mer", "forêt", "ville", "neige", "maison", "rivière", "montagne", "étoile", "île", "gare",
-          "jardin", "frontière", "lumière", "mémoire", "saison", "silence", "voyage", "tempête", "horizon"]
-_ADJ = ["perdue", "blanche", "lointaine", "secrète", "oubliée", "profonde", "dernière", "rouge", "froide",
-        "immense", "tranquille", "sauvage"]
+_SUBJECTS = ["La nuit", "La mer", "La forêt", "La ville", "La neige", "La maison", "La rivière", "La montagne",
+             "L'étoile", "L'île", "La gare", "Le jardin", "La frontière", "La lumière", "La mémoire", "Le silence",
+             "Le voyage", "La tempête", "L'horizon", "Le phare"]
+_COMPLEMENTS = ["du nord", "de minuit", "sous la neige", "d'Uppsala", "au bord du lac", "des oubliés", "de l'hiver",
+                "sans retour", "des marées", "de Chalon", "en Bourgogne", "des lucioles"]
 _AUTHORS = ["Camille Laurent", "Hugo Mercier", "Inès Fabre", "Jonas Lindqvist", "Karin Holm", "Léa Morel",
             "Malik Benali", "Nora Sjöberg", "Oscar Petit", "Paula Duarte", "Romain Giraud", "Sofia Berg"]
 _MATERIALS = ["book"] * 12 + ["comic"] * 4 + ["dvd"] * 2 + ["cd", "audiobook"]
@@ -40,10 +40,13 @@ def _isbn13(rng: random.Random) -> str:
 def catalogue_rows(titles: int, seed: int = 7) -> Iterator[dict]:
     """CSV-shaped rows (one per copy) for `services.inventory.domain.parse_catalogue`."""
     rng = random.Random(seed)
+    combos = [(s, c) for s in _SUBJECTS for c in _COMPLEMENTS]
+    rng.shuffle(combos)
     barcode = 100000
     for n in range(titles):
         material = rng.choice(_MATERIALS)
-        title = f"{rng.choice(_FIRST)} {rng.choice(_NOUNS)} {rng.choice(_ADJ)} {n + 1}"
+        subject, complement = combos[n % len(combos)]
+        title = f"{subject} {complement}" + (f", tome {n // len(combos) + 1}" if n >= len(combos) else "")
         author = rng.choice(_AUTHORS)
         isbn = _isbn13(rng) if material in ("book", "comic") else ""
         shelf = f"{_SHELVES[material]} {author.split()[-1][:3].upper()} {rng.randint(1, 40)}"

@@ -1,6 +1,9 @@
 """What every Drive service has: structured log context per worker, `/health` and `/openapi.json`."""
 
+import logging
+import time
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from kombu import Connection
 from nameko.extensions import DependencyProvider
@@ -12,12 +15,26 @@ from services.common.openapi import build_openapi
 from services.common.relay import OutboxRelay
 from services.common.settings import amqp_uri
 
+log = logging.getLogger("drive.worker")
+
 
 class WorkerLogContext(DependencyProvider):
-    """Every log line of a worker carries its event id, event type and reservation id."""
+    """Every log line of a worker carries its event id, event type and reservation id; each worker ends with
+    one line saying what ran, how long it took and how it ended."""
+
+    def setup(self) -> None:
+        self.started: WeakKeyDictionary = WeakKeyDictionary()
 
     def worker_setup(self, worker_ctx: Any) -> None:
         bind_worker_context(worker_ctx)
+        self.started[worker_ctx] = time.monotonic()
+
+    def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
+        elapsed_ms = round((time.monotonic() - self.started.pop(worker_ctx, time.monotonic())) * 1000, 1)
+        if exc_info is None:
+            log.info("worker done", extra={"duration_ms": elapsed_ms})
+        else:
+            log.warning("worker failed", extra={"duration_ms": elapsed_ms, "error": repr(exc_info[1])})
 
     def worker_teardown(self, worker_ctx: Any) -> None:
         clear_worker_context()

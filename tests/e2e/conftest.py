@@ -47,7 +47,7 @@ class Processes:
                 return False
 
         wait_for(healthy, timeout=30, interval=0.2, what=f"{service} to answer /health")
-        client.process = proc
+        client.process, client.log_path = proc, Path(log.name)
         return client
 
     def stop_all(self) -> None:

@@ -1,6 +1,7 @@
 """End to end: the services as processes, driven over HTTP as staff apps and patrons would, with events
 watched on `reservations.events` and `inventory.events` by an outside consumer."""
 
+import json
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,7 +34,8 @@ def import_catalogue(system, inventory, rows: str, titles: int) -> None:
 def test_reserve_prepare_hand_over_return_and_quarantine(system, token):
     staff, patron = token("staff"), token("patron", "C500")
     reservations = system.start("reservations")
-    inventory = system.start("inventory", QUARANTINE_HOURS="0.0003", QUARANTINE_CHECK_SECONDS="0.3")
+    inventory = system.start("inventory", QUARANTINE_HOURS="0.0003", QUARANTINE_CHECK_SECONDS="0.3",
+                             LOG_LEVEL="INFO")
     reservations.headers = inventory.headers = staff
     import_catalogue(system, inventory, "207036822X,L'Étranger,Albert Camus,book,E-1,central,R CAM 1\n", 1)
     title = inventory.get("/titles", params={"q": "camus"}, headers=patron).json()["titles"][0]["id"]
@@ -58,6 +60,11 @@ def test_reserve_prepare_hand_over_return_and_quarantine(system, token):
     assert inventory.get("/copies/E-1").json()["status"] == "available"
     loans = reservations.get("/patrons/C500/loans", headers=patron).json()
     assert loans[0]["returned_at"] is not None and loans[0]["fine_cents"] == 0
+
+    # structured logs: one JSON object a line, the handler's line carrying the event and reservation ids
+    lines = [json.loads(line) for line in inventory.log_path.read_text().splitlines() if line.startswith("{")]
+    handled = [x for x in lines if x.get("entrypoint") == "on_reservation_placed" and x["event"] == "worker done"]
+    assert handled and handled[0]["reservation_id"] == rid and handled[0]["event_id"]
 
 
 def test_fifty_patrons_three_copies_two_inventory_processes(system, token):
