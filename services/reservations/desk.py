@@ -29,9 +29,9 @@ def line_ref(line: Line) -> dict:
 def find(session: Session, reservation_id: str, principal: Principal, lock: bool = False) -> Reservation:
     query = select(Reservation).where(Reservation.id == reservation_id)
     reservation = session.scalars(query.with_for_update() if lock else query).first()
-    if reservation is None or not principal.may_act_for(reservation.patron):
-        # A patron is not told whether another card's reservation exists.
+    if reservation is None:
         raise NotFound(f"no reservation {reservation_id}", reservation_id=reservation_id)
+    principal.require_card(reservation.patron)
     return reservation
 
 

@@ -47,6 +47,17 @@ def test_every_protected_route_wants_a_valid_token(drive):
         validate(client.get("/openapi.json").json())
 
 
+def test_health_answers_503_when_the_database_does_not(container_factory, rabbit_config):
+    from services.inventory.service import InventoryService
+    from tests.integration.conftest import service_config
+
+    config = service_config(rabbit_config, "postgresql+psycopg2://postgres@127.0.0.1:5432/drive_no_such_database")
+    container_factory(InventoryService, config).start()
+    answer = Client(f"http://{config['WEB_SERVER_ADDRESS']}").get("/health")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["database"].startswith("unreachable") and answer.json()["checks"]["broker"] == "ok"
+
+
 def test_roles_and_cards(drive, token):
     patron = token("patron", "C1")
     forbidden = [("reservations", "GET", "/patrons/C2/loans"), ("reservations", "GET", "/patrons/C2/account"),

@@ -89,7 +89,8 @@ def test_waitlist_is_served_when_a_reservation_is_cancelled(drive, token):
     wait_for(lambda: reservation(drive, second)["lines"][0]["status"] == "waitlisted")
 
     other = token("patron", "C2")
-    assert drive.reservations.post(f"/reservations/{first}/cancel", headers=other).status_code == 404
+    assert drive.reservations.post(f"/reservations/{first}/cancel", headers=other).status_code == 403
+    assert drive.reservations.get(f"/reservations/{first}", headers=other).status_code == 403
     cancelled = drive.reservations.post(f"/reservations/{first}/cancel", headers=token("patron", "C1"))
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert drive.tap.wait("reservation_cancelled", reservation_id=first)[0]["data"]["cancelled_by"] == "patron"
