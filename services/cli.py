@@ -20,14 +20,22 @@ app.add_typer(dead_letters, name="dead-letters")
 console = Console()
 err = Console(stderr=True)
 
-SERVICES = {"reservations": 8001, "inventory": 8002}
+SERVICES = {"reservations": 8001, "inventory": 8002, "notifications": 8003}
 SERVICE_CLASSES = {"reservations": "services.reservations.service:ReservationsService",
-                   "inventory": "services.inventory.service:InventoryService"}
+                   "inventory": "services.inventory.service:InventoryService",
+                   "notifications": "services.notifications.service:NotificationsService"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def db_url(service: str) -> str:
     return os.environ.get(f"{service.upper()}_DB_URL") or f"sqlite:///{ROOT / 'var' / f'{service}.db'}"
+
+
+def service_classes() -> list[type]:
+    import importlib
+
+    return [getattr(importlib.import_module(module), cls)
+            for module, _, cls in (target.partition(":") for target in SERVICE_CLASSES.values())]
 
 
 def fail(message: str, fix: str) -> None:
@@ -62,12 +70,10 @@ def migrate_all() -> None:
 def setup() -> None:
     """Run every service's migrations and declare the broker's exchanges and queues."""
     from services.common.messaging import declare_topology
-    from services.inventory.service import InventoryService
-    from services.reservations.service import ReservationsService
 
     check_broker()
     migrate_all()
-    queues = declare_topology([ReservationsService, InventoryService], {"AMQP_URI": amqp_uri()})
+    queues = declare_topology(service_classes(), {"AMQP_URI": amqp_uri()})
     console.print(f"migrated {len(SERVICES)} databases, declared {len(queues)} handler queues")
 
 

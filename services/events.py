@@ -35,6 +35,22 @@ class ReservationPlaced(Schema):
     channel = fields.String(required=True)
     lines = fields.List(fields.Nested(LineRef), required=True, validate=validate.Length(min=1))
     placed_at = fields.AwareDateTime(required=True)
+    waiting_for_stop = fields.Boolean(load_default=False, metadata={
+        "description": "since version 2: placed at a bibliobus stop that is closed; no copy is set aside until "
+                       "the stop opens (reservation_released_to_allocation)"})
+
+
+class ReservationReleased(Schema):
+    reservation_id = fields.String(required=True)
+    patron = fields.String(required=True)
+    pickup_point = fields.Nested(PickupPointRef, required=True)
+    lines = fields.List(fields.Nested(LineRef), required=True, validate=validate.Length(min=1))
+
+
+class VisitRef(Schema):
+    stop_id = fields.String(required=True)
+    arrives_at = fields.AwareDateTime(required=True)
+    departs_at = fields.AwareDateTime(required=True)
 
 
 class ReservationCancelled(Schema):
@@ -51,6 +67,8 @@ class ReservationReady(Schema):
     pickup_point = fields.Nested(PickupPointRef, required=True)
     pickup_deadline = fields.AwareDateTime(required=True)
     lines = fields.List(fields.Nested(LineRef), required=True)
+    visit = fields.Nested(VisitRef, load_default=None, allow_none=True, metadata={
+        "description": "since version 2: at a bibliobus stop, the visit that carries it"})
 
 
 class LoanRef(Schema):
@@ -108,11 +126,13 @@ class WaitingLine(Schema):
     line_id = fields.String(required=True)
     title_id = fields.String(required=True)
     waitlist_position = fields.Integer(required=True)
+    title = fields.String(load_default=None, allow_none=True, metadata={"description": "since version 2"})
 
 
 class ItemsUnavailable(Schema):
     reservation_id = fields.String(required=True)
     lines = fields.List(fields.Nested(WaitingLine), required=True, validate=validate.Length(min=1))
+    patron = fields.String(load_default=None, allow_none=True, metadata={"description": "since version 2"})
 
 
 class ItemReturned(Schema):
@@ -141,21 +161,84 @@ class TitleCatalogued(Schema):
     material = fields.String(required=True, validate=validate.OneOf(MATERIALS))
 
 
-for _type, _schema, _summary in [
-    ("reservation_placed", ReservationPlaced, "A patron (or staff for them) reserved titles at a pickup point."),
+for _type, _schema, _summary, *_version in [
+    ("reservation_placed", ReservationPlaced, "A patron (or staff for them) reserved titles at a pickup point.", 2),
     ("reservation_cancelled", ReservationCancelled, "The patron or staff cancelled before collection."),
-    ("reservation_ready", ReservationReady, "Prepared and waiting on the hold shelf until the deadline."),
+    ("reservation_ready", ReservationReady, "Prepared and waiting on the hold shelf until the deadline.", 2),
     ("reservation_collected", ReservationCollected, "Handed over: loans start."),
     ("reservation_expired", ReservationExpired, "Not collected by its deadline: copies go back."),
     ("loan_overdue", LoanOverdue, "A loan passed its due date (once per reminder step)."),
+    ("reservation_released_to_allocation", ReservationReleased,
+     "A reservation that waited for its bibliobus stop goes on to allocation: the stop opened."),
 ]:
-    REGISTRY.register("reservations", _type, _schema, _summary)
+    REGISTRY.register("reservations", _type, _schema, _summary, *_version)
 
-for _type, _schema, _summary in [
+for _type, _schema, _summary, *_version in [
     ("items_allocated", ItemsAllocated, "Copies were set aside for reservation lines."),
-    ("items_unavailable", ItemsUnavailable, "No copy free now: the lines wait on the title's waitlist."),
+    ("items_unavailable", ItemsUnavailable, "No copy free now: the lines wait on the title's waitlist.", 2),
     ("item_returned", ItemReturned, "A copy was checked in and went into quarantine."),
     ("copy_available", CopyAvailable, "A copy is back on the shelf (quarantine over, or released)."),
     ("title_catalogued", TitleCatalogued, "A title was added to the catalogue (or its record changed)."),
 ]:
-    REGISTRY.register("inventory", _type, _schema, _summary)
+    REGISTRY.register("inventory", _type, _schema, _summary, *_version)
+
+
+class DeliveryOutcome(Schema):
+    delivery_id = fields.String(required=True)
+    event_id = fields.String(required=True, metadata={"description": "the event the message announced"})
+    event_type = fields.String(required=True)
+    patron = fields.String(required=True)
+    channel = fields.String(required=True, validate=validate.OneOf(("email", "sms", "none")))
+    attempts = fields.Integer(required=True)
+    reason = fields.String(load_default=None, allow_none=True,
+                           metadata={"description": "why it failed: permanent, exhausted, no_contact"})
+    reservation_id = fields.String(load_default=None, allow_none=True)
+
+
+REGISTRY.register("notifications", "notification_sent", DeliveryOutcome, "A message reached its channel.")
+REGISTRY.register("notifications", "notification_failed", DeliveryOutcome,
+                  "A message could not be delivered (permanent failure, retries exhausted, or no contact).")
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class TourSlot(Schema):
+    weekday = fields.String(required=True, validate=validate.OneOf(WEEKDAYS))
+    arrives = fields.String(required=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"),
+                            metadata={"description": "local time HH:MM"})
+    departs = fields.String(required=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"))
+
+
+class StopRegistered(Schema):
+    stop_id = fields.String(required=True)
+    name = fields.String(required=True)
+    district = fields.String(required=True)
+    latitude = fields.Float(required=True)
+    longitude = fields.Float(required=True)
+    site = fields.String(required=True, metadata={"description": "the site whose copies the vehicle carries"})
+    timezone = fields.String(required=True, metadata={"description": "the zone of the visits' local times"})
+    visits = fields.List(fields.Nested(TourSlot), required=True)
+    capacity_per_visit = fields.Integer(required=True, validate=validate.Range(min=1))
+    enabled = fields.Boolean(required=True)
+    revision = fields.Integer(required=True, metadata={"description": "grows with every change of the stop"})
+
+
+class StopSwitched(Schema):
+    stop_id = fields.String(required=True)
+    revision = fields.Integer(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(("threshold", "manual")))
+    demand = fields.Integer(required=True, metadata={"description": "distinct patrons over the window"})
+    enable_threshold = fields.Integer(required=True)
+    disable_threshold = fields.Integer(required=True)
+    decided_by = fields.String(required=True, metadata={"description": "`rule`, or the analyst's subject"})
+    note = fields.String(load_default=None, allow_none=True, metadata={"description": "the analyst's reason"})
+    decided_at = fields.AwareDateTime(required=True)
+
+
+for _type, _schema, _summary in [
+    ("stop_registered", StopRegistered, "A bibliobus stop was added or changed (schedule, capacity, state)."),
+    ("stop_enabled", StopSwitched, "A bibliobus stop opened for mobile drive pickup (demand or an analyst)."),
+    ("stop_disabled", StopSwitched, "A bibliobus stop closed for mobile drive pickup (demand or an analyst)."),
+]:
+    REGISTRY.register("bibliobus", _type, _schema, _summary)

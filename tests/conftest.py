@@ -12,7 +12,7 @@ from services.common.auth import issue_token
 from services.common.migrate import upgrade
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-SERVICES = ("reservations", "inventory")
+SERVICES = ("reservations", "inventory", "notifications")
 RUN = uuid.uuid4().hex[:8]
 
 
@@ -68,7 +68,8 @@ def token():
     """`token("staff")` or `token("patron", "C123")` → an Authorization header value."""
 
     def make(role: str, subject: str = "staff-1") -> dict:
-        return {"Authorization": f"Bearer {issue_token({}, role, subject)}"}
+        # A week long: tests that move the clock forward a day or two keep valid tokens.
+        return {"Authorization": f"Bearer {issue_token({}, role, subject, hours=24 * 7)}"}
 
     return make
 

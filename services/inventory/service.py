@@ -115,7 +115,7 @@ class InventoryService(DriveService):
                     "reservation_id": data["reservation_id"], "lines": allocated, "reason": "placement"})
             if waiting:
                 self.events.publish(self.db, "items_unavailable", {
-                    "reservation_id": data["reservation_id"], "lines": waiting})
+                    "reservation_id": data["reservation_id"], "patron": data["patron"], "lines": waiting})
 
     @event_handler("reservations", "reservation_cancelled")
     def on_reservation_cancelled(self, event):

@@ -83,7 +83,8 @@ def _queue(session: Session, reservation_id: str, line: dict, pickup_site: str) 
     position = session.scalar(select(func.count()).select_from(WaitlistEntry).where(
         WaitlistEntry.title_id == line["title_id"], WaitlistEntry.status == "waiting",
         WaitlistEntry.id <= entry.id))
-    return {"line_id": line["line_id"], "title_id": line["title_id"], "waitlist_position": position}
+    return {"line_id": line["line_id"], "title_id": line["title_id"], "title": line.get("title"),
+            "waitlist_position": position}
 
 
 def free_copy(session: Session, copy: Copy, reason: str) -> tuple[str, dict]:

@@ -1,0 +1,96 @@
+"""Notifications' rules: which channel, when an SMS may go, how long it is, whether a message still holds,
+how long to wait before trying again. Plain functions: no nameko, no session, no network."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
+
+GSM_SINGLE, GSM_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+MAX_SMS_SEGMENTS = 2
+
+
+@dataclass(frozen=True)
+class Contact:
+    card: str
+    email: str | None
+    phone: str | None
+    preferred_channel: str  # "email" or "sms"
+    language: str  # "fr" or "en"
+    sms_consent: bool
+
+
+def channels_for(contact: Contact) -> list[str]:
+    """The patron's preferred channel when it can be used, else the other one; none without any address."""
+    usable = {"email": bool(contact.email), "sms": bool(contact.phone) and contact.sms_consent}
+    order = [contact.preferred_channel] + [c for c in ("email", "sms") if c != contact.preferred_channel]
+    return [c for c in order if usable.get(c)][:1]
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS a text takes: GSM-7 (extension characters count double) or, with any character outside
+    it (ê, â, î, ô, û, ç…), UCS-2 for the whole text."""
+    try:
+        septets = len(text.encode("gsm03.38"))
+        single, part = GSM_SINGLE, GSM_PART
+    except UnicodeEncodeError:
+        septets = len(text.encode("utf-16-be")) // 2
+        single, part = UCS2_SINGLE, UCS2_PART
+    if septets <= single:
+        return 1
+    return -(-septets // part)
+
+
+def fit_sms(render: Callable[[list[str], int], str], items: Sequence[str], max_segments: int = MAX_SMS_SEGMENTS) -> str:
+    """Render with as many listed items as fit in `max_segments` (the rest summed up as "+N"), else cut."""
+    for keep in range(len(items), -1, -1):
+        text = render(list(items[:keep]), len(items) - keep)
+        if sms_segments(text) <= max_segments:
+            return text
+    text = render([], len(items))
+    while sms_segments(text) > max_segments:
+        text = text[:-2] + "…"
+    return text
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time = time(20, 0)
+    end: time = time(8, 0)
+    zone: str = "Europe/Paris"
+
+    def next_allowed(self, now: datetime) -> datetime:
+        """`now` if an SMS may go now, else the end of the quiet period (in UTC-aware form)."""
+        local = now.astimezone(ZoneInfo(self.zone))
+        t = local.timetz().replace(tzinfo=None)
+        quiet = (t >= self.start or t < self.end) if self.start > self.end else (self.start <= t < self.end)
+        if not quiet:
+            return now
+        day = local.date() if t < self.end else local.date() + timedelta(days=1)
+        return datetime.combine(day, self.end, tzinfo=ZoneInfo(self.zone)).astimezone(now.tzinfo)
+
+
+def parse_clock(text: str) -> time:
+    hours, _, minutes = text.partition(":")
+    return time(int(hours), int(minutes or 0))
+
+
+def still_holds(event_type: str, announced_at: datetime, reservation_status: str | None = None,
+                copy_returned_at: datetime | None = None) -> bool:
+    """Does what a waiting message announces still hold? Checked again when it finally goes (quiet hours, a
+    retry): a reservation collected or cancelled meanwhile, or a copy returned since the reminder, drops it."""
+    if event_type == "reservation_ready":
+        return reservation_status in (None, "ready")
+    if event_type == "items_unavailable":
+        return reservation_status in (None, "placed", "allocated")
+    if event_type == "loan_overdue":
+        return copy_returned_at is None or copy_returned_at < announced_at
+    return True
+
+
+def retry_at(attempt: int, now: datetime, base_seconds: float = 30, cap_seconds: float = 3600) -> datetime:
+    """Exponential back-off after a transient failure: 30 s, 1 min, 2 min … up to an hour."""
+    return now + timedelta(seconds=min(base_seconds * 2 ** (attempt - 1), cap_seconds))

@@ -1,0 +1,147 @@
+"""Notifications: tells patrons what they need to know, by e-mail and SMS. Entrypoints only."""
+
+from datetime import UTC, datetime
+
+from eventlet.greenpool import GreenPool
+
+import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
+from services.common.database import Database
+from services.common.errors import Conflict, NotFound
+from services.common.http import route
+from services.common.messaging import event_handler
+from services.common.relay import OutboxRelay
+from services.common.reliability import first_delivery
+from services.common.service import DriveService
+from services.common.timers import timer
+from services.notifications import postroom
+from services.notifications.channels import PermanentDeliveryFailure, TransientFailure
+from services.notifications.models import Base, ContactRecord, Delivery, Inbox, Outbox
+from services.notifications.policy import PostOfficeProvider
+from services.notifications.schemas import ContactRecordSchema, ContactSchema, DeliveryQuerySchema, DeliverySchema
+
+PATRON_OR_STAFF = ("patron", "staff")
+STAFF = ("staff",)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NotificationsService(DriveService):
+    name = "notifications"
+
+    db = Database(Base, url_key="DB_URL")
+    events = OutboxRelay("notifications", Outbox)
+    office = PostOfficeProvider()
+
+    # --- contact details: they live here and nowhere else ----------------------------------------------
+
+    @route("PUT", "/patrons/<card>/contact", roles=PATRON_OR_STAFF, body=ContactSchema,
+           response=ContactRecordSchema, summary="Create or replace a patron's contact details")
+    def put_contact(self, request, principal, card, body):
+        with self.db.begin():
+            record = self.db.get(ContactRecord, card) or ContactRecord(card=card)
+            for key, value in body.items():
+                setattr(record, key, value)
+            record.updated_at = now()
+            self.db.add(record)
+        return record
+
+    @route("GET", "/patrons/<card>/contact", roles=PATRON_OR_STAFF, response=ContactRecordSchema,
+           summary="A patron's contact details")
+    def get_contact(self, request, principal, card):
+        with self.db.begin():
+            record = self.db.get(ContactRecord, card)
+        if record is None:
+            raise NotFound(f"no contact details for card {card}")
+        return record
+
+    @route("DELETE", "/patrons/<card>/contact", roles=PATRON_OR_STAFF,
+           summary="Erase a patron's contact details and blank them from the delivery log")
+    def erase_contact(self, request, principal, card):
+        with self.db.begin():
+            blanked = postroom.erase(self.db, card)
+        return {"card": card, "erased": True, "deliveries_blanked": blanked}
+
+    # --- the delivery log ------------------------------------------------------------------------------
+
+    @route("GET", "/deliveries", roles=STAFF, query=DeliveryQuerySchema, response=DeliverySchema(many=True),
+           summary="The delivery log, by patron, event or status")
+    def list_deliveries(self, request, principal, query):
+        with self.db.begin():
+            return postroom.log_of(self.db, query["patron"], query["event"], query["status"], query["limit"])
+
+    @route("POST", "/deliveries/<delivery_id>/resend", roles=STAFF, response=DeliverySchema,
+           summary="Send a failed message again")
+    def resend(self, request, principal, delivery_id):
+        with self.db.begin():
+            delivery = self.db.get(Delivery, delivery_id, with_for_update=True)
+            if delivery is None:
+                raise NotFound(f"no delivery {delivery_id}")
+            if delivery.status not in ("failed", "obsolete") or delivery.channel == "none":
+                raise Conflict(f"a delivery that is {delivery.status} cannot be sent again", status=delivery.status)
+            postroom.resend(self.db, delivery, now())
+        return delivery
+
+    # --- sending ---------------------------------------------------------------------------------------
+
+    @timer("NOTIFY_SEND_SECONDS", 0.5)
+    def send_due(self):
+        with self.db.begin():
+            due = postroom.claim_due(self.db, now(), self.office.batch)
+            work = [(d.id, d.channel, d.recipient, d.subject, d.body, postroom.still_holds(self.db, d)) for d in due]
+        if not work:
+            return
+        pool = GreenPool(self.office.concurrency)
+        results = list(pool.imap(self._attempt, work))
+        with self.db.begin():
+            for delivery_id, error, permanent, drop_as in results:
+                postroom.settle(self.db, self.events, delivery_id, now(), error, permanent,
+                                self.office.max_attempts, drop_as, self.office.retry_base_seconds)
+
+    def _attempt(self, item):
+        delivery_id, channel, recipient, subject, body, holds = item
+        if not holds:
+            return delivery_id, None, False, "obsolete"
+        try:
+            self.office.channels[channel].send(delivery_id, recipient, subject, body)
+            return delivery_id, None, False, None
+        except TransientFailure as exc:
+            return delivery_id, str(exc), False, None
+        except PermanentDeliveryFailure as exc:
+            return delivery_id, str(exc), True, None
+
+    # --- what patrons are told of ----------------------------------------------------------------------
+
+    @event_handler("reservations", "reservation_ready")
+    def on_reservation_ready(self, event):
+        self._record(event)
+
+    @event_handler("reservations", "reservation_cancelled")
+    def on_reservation_cancelled(self, event):
+        self._record(event)
+
+    @event_handler("reservations", "reservation_expired")
+    def on_reservation_expired(self, event):
+        self._record(event)
+
+    @event_handler("reservations", "reservation_collected")
+    def on_reservation_collected(self, event):
+        self._record(event)
+
+    @event_handler("reservations", "loan_overdue")
+    def on_loan_overdue(self, event):
+        self._record(event)
+
+    @event_handler("inventory", "items_unavailable")
+    def on_items_unavailable(self, event):
+        self._record(event)
+
+    @event_handler("inventory", "item_returned")
+    def on_item_returned(self, event):
+        self._record(event)
+
+    def _record(self, event):
+        with self.db.begin():
+            if first_delivery(self.db, Inbox, event):
+                postroom.record(self.db, self.events, self.office.templates, self.office.quiet, event, now())

@@ -1,0 +1,219 @@
+"""Notifications against the real broker and PostgreSQL, a real SMTP server and an SMS gateway on loopback."""
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from nameko.testing.utils import find_free_port
+from sqlalchemy import create_engine, func, select
+
+from services.common.messaging import declare_topology
+from services.notifications.models import ContactRecord, Delivery
+from services.notifications.service import NotificationsService
+from tests.helpers import Client, EventTap, wait_for
+from tests.integration.notifications_support import SmsGateway, publish, smtp_server
+
+POINT = {"id": "neighbourhood", "name": "Médiathèque de quartier", "kind": "library", "site": "neighbourhood"}
+LINES = [{"line_id": "l1", "title_id": "t1", "title": "La nuit du nord"},
+         {"line_id": "l2", "title_id": "t2", "title": "Le phare de minuit"}]
+
+
+@pytest.fixture
+def outside():
+    controller, mailbox, port = smtp_server()
+    gateway = SmsGateway()
+    yield mailbox, port, gateway
+    controller.stop()
+    gateway.close()
+
+
+@pytest.fixture
+def post_office(make_database, rabbit_config, container_factory, outside, token):
+    mailbox, smtp_port, gateway = outside
+    url = make_database("notifications")
+    containers = []
+
+    def start(**extra):
+        config = {"AMQP_URI": rabbit_config["AMQP_URI"], "DB_URL": url,
+                  "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}", "SMTP_HOST": "127.0.0.1",
+                  "SMTP_PORT": smtp_port, "NOTIFY_FROM": "Médiathèque <drive@bibliotheque.example>",
+                  "SMS_GATEWAY_URL": gateway.url, "SMS_GATEWAY_TOKEN": "gw-secret", "NOTIFY_SEND_SECONDS": 0.1,
+                  "NOTIFY_RETRY_BASE_SECONDS": 0.05, "OUTBOX_SWEEP_SECONDS": 0.3, **extra}
+        declare_topology([NotificationsService], config)
+        container = container_factory(NotificationsService, config)
+        container.start()
+        containers.append(container)
+        return Client(f"http://{config['WEB_SERVER_ADDRESS']}", token("staff"))
+
+    class Office:
+        pass
+
+    office = Office()
+    office.start, office.mailbox, office.gateway, office.url = start, mailbox, gateway, url
+    office.containers = containers
+    office.amqp = rabbit_config["AMQP_URI"]
+    office.tap = EventTap(rabbit_config["AMQP_URI"], {"notifications.events": "#"})
+    yield office
+    office.tap.close()
+
+
+def tomorrow_at(hour: int, minute: int = 0) -> datetime:
+    """A moment near now (tokens stay valid) at a chosen time of day, in UTC."""
+    day = datetime.now(UTC).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+
+
+def ready(patron: str, reservation_id: str = "r1", deadline: datetime | None = None) -> dict:
+    return {"reservation_id": reservation_id, "patron": patron, "pickup_point": POINT, "lines": LINES,
+            "pickup_deadline": deadline or datetime(2026, 12, 4, 16, 0, tzinfo=UTC)}
+
+
+def deliveries(url: str, **where) -> list:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        query = select(Delivery)
+        for key, value in where.items():
+            query = query.where(getattr(Delivery, key) == value)
+        rows = conn.execute(query).all()
+    engine.dispose()
+    return rows
+
+
+def test_ready_reservation_gives_exactly_one_french_email_even_delivered_twice(post_office):
+    api = post_office.start()
+    assert api.call("PUT", "/patrons/C1/contact", json={"email": "Lea.Morel@Example.org"}).status_code == 200
+    event = publish(post_office.amqp, "reservations", "reservation_ready", ready("C1"))
+    publish(post_office.amqp, "reservations", "reservation_ready", {}, event=event)  # the same event again
+    post_office.tap.wait("notification_sent")
+    wait_for(lambda: len(post_office.mailbox.messages) == 1)
+    mail = post_office.mailbox.messages[0]
+    assert mail["To"] == "Lea.Morel@example.org"
+    assert mail["Subject"] == "Vos documents vous attendent à Médiathèque de quartier"
+    text = mail.get_content()
+    assert "La nuit du nord" in text and "Le phare de minuit" in text
+    assert "jusqu'au vendredi 4 décembre à 17:00" in text  # 16:00 UTC is 17:00 in Paris
+    with pytest.raises(AssertionError):
+        wait_for(lambda: len(post_office.mailbox.messages) > 1, timeout=1)
+    sent = post_office.tap.of_type("notification_sent")
+    assert len(sent) == 1 and sent[0]["data"]["event_id"] == event.id
+    assert "Lea" not in str(sent[0])  # no personal data in events
+
+
+def test_english_sms_within_two_segments_and_transient_gateway_failures_retried(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C2/contact", json={"phone": "06 12 34 56 78", "preferred_channel": "sms",
+                                                 "sms_consent": True, "language": "en"})
+    post_office.gateway.answers = [503, 503]
+    many = [{"line_id": f"l{n}", "title_id": f"t{n}", "title": f"Un très long titre de roman numéro {n}"}
+            for n in range(12)]
+    with time_machine.travel(tomorrow_at(10), tick=True):
+        publish(post_office.amqp, "reservations", "reservation_ready", {**ready("C2"), "lines": many})
+        post_office.tap.wait("notification_sent")
+    sms = post_office.gateway.received[0]
+    assert sms["to"] == "+33612345678" and sms["authorization"] == "Bearer gw-secret"
+    assert sms["text"].startswith("Library: your reservation waits at Médiathèque de quartier")
+    from services.notifications.domain import sms_segments
+    assert sms_segments(sms["text"]) <= 2 and "+" in sms["text"]
+    assert deliveries(post_office.url, patron="C2")[0].attempts == 3
+
+
+def test_permanent_and_exhausted_failures_publish_notification_failed_and_can_be_resent(post_office):
+    api = post_office.start(NOTIFY_MAX_ATTEMPTS=2)
+    for card in ("C3", "C4"):
+        put = api.call("PUT", f"/patrons/{card}/contact", json={"phone": "07 81 23 45 67", "preferred_channel": "sms",
+                                                                "sms_consent": True})
+        assert put.status_code == 200 and put.json()["phone"] == "+33781234567"
+    with time_machine.travel(tomorrow_at(10), tick=True):
+        post_office.gateway.answers = [400]
+        publish(post_office.amqp, "reservations", "reservation_ready", ready("C3", "r3"))
+        failed = post_office.tap.wait("notification_failed", reservation_id="r3")[0]
+        assert failed["data"]["reason"] == "permanent"
+        post_office.gateway.answers = [500, 500]
+        publish(post_office.amqp, "reservations", "reservation_ready", ready("C4", "r4"))
+        assert post_office.tap.wait("notification_failed", reservation_id="r4")[0]["data"]["reason"] == "exhausted"
+        log = api.get("/deliveries", params={"status": "failed"}).json()
+        assert {d["patron"] for d in log} == {"C3", "C4"} and all(d["last_error"] for d in log)
+        again = api.post(f"/deliveries/{log[0]['id']}/resend")
+        assert again.status_code == 200 and again.json()["status"] == "pending"
+        post_office.tap.wait("notification_sent")
+        assert api.post(f"/deliveries/{log[0]['id']}/resend").status_code == 409
+    assert api.get("/deliveries", params={"status": "lost"}).status_code == 400
+
+
+def test_quiet_hours_hold_sms_and_a_message_that_no_longer_holds_is_dropped(post_office):
+    api = post_office.start()
+    for card in ("C5", "C6"):
+        api.call("PUT", f"/patrons/{card}/contact", json={"phone": "0612345678", "preferred_channel": "sms",
+                                                          "sms_consent": True})
+    evening = tomorrow_at(21, 30)  # 22:30 in Paris in winter, 23:30 in summer
+    with time_machine.travel(evening, tick=True) as clock:
+        publish(post_office.amqp, "reservations", "reservation_ready", ready("C5", "r5"))
+        publish(post_office.amqp, "reservations", "reservation_ready", ready("C6", "r6"))
+        wait_for(lambda: len(deliveries(post_office.url)) == 2)
+        held = deliveries(post_office.url, patron="C5")[0]
+        paris_eight = datetime.combine(evening.date() + timedelta(days=1), time(8), tzinfo=ZoneInfo("Europe/Paris"))
+        assert held.next_attempt_at == paris_eight and held.held_for_quiet_hours
+        publish(post_office.amqp, "reservations", "reservation_collected",
+                {"reservation_id": "r6", "patron": "C6", "pickup_point": POINT, "loans": []})
+        clock.move_to(paris_eight - timedelta(minutes=20))  # still quiet
+        with pytest.raises(AssertionError):
+            wait_for(lambda: post_office.gateway.received, timeout=0.8)
+        clock.move_to(paris_eight + timedelta(minutes=1))
+        post_office.tap.wait("notification_sent")
+        wait_for(lambda: deliveries(post_office.url, patron="C6")[0].status == "obsolete")
+    assert [m["to"] for m in post_office.gateway.received] == ["+33612345678"]
+    assert len(post_office.tap.of_type("notification_sent")) == 1
+
+
+def test_a_crash_between_recording_and_sending_loses_nothing_and_sends_once(post_office):
+    api = post_office.start(NOTIFY_SEND_SECONDS=3600)  # records, never gets to send
+    api.call("PUT", "/patrons/C7/contact", json={"email": "c7@example.org"})
+    publish(post_office.amqp, "reservations", "reservation_ready", ready("C7", "r7"))
+    wait_for(lambda: deliveries(post_office.url, patron="C7"))
+    assert post_office.mailbox.messages == []
+    post_office.containers[0].kill()  # dies without sending; a new one picks the recorded delivery up
+    post_office.start()
+    wait_for(lambda: len(post_office.mailbox.messages) >= 1)
+    with pytest.raises(AssertionError):
+        wait_for(lambda: len(post_office.mailbox.messages) > 1, timeout=1)
+
+
+def test_contact_api_validates_and_guards(post_office, token):
+    api = post_office.start()
+    bad = [({"email": "not-an-address"}, "email"), ({"phone": "01 23 45 67 89"}, "phone"),
+           ({"phone": "07 12 34 56 78"}, "phone"), ({"phone": "+44 7700 900123"}, "phone"), ({}, "email"),
+           ({"email": "a@b.fr", "preferred_channel": "sms"}, "phone"),
+           ({"email": "a@b.fr", "language": "de"}, "language")]
+    for body, field in bad:
+        answer = api.call("PUT", "/patrons/C8/contact", json=body)
+        assert answer.status_code == 400 and field in answer.json()["fields"], (body, answer.text)
+    other = token("patron", "C9")
+    assert api.call("PUT", "/patrons/C8/contact", json={"email": "x@example.org"}, headers=other).status_code == 403
+    assert api.get("/patrons/C8/contact", headers=other).status_code == 403
+    assert api.get("/deliveries", headers=other).status_code == 403
+    engine = create_engine(post_office.url)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ContactRecord)).scalar() == 0
+    own = token("patron", "C8")
+    assert api.call("PUT", "/patrons/C8/contact", json={"email": "c8@example.org"}, headers=own).status_code == 200
+    assert api.get("/patrons/C8/contact", headers=own).json()["email"] == "c8@example.org"
+    engine.dispose()
+
+
+def test_erasure_deletes_the_contact_and_blanks_the_log(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C10/contact", json={"email": "c10@example.org"})
+    publish(post_office.amqp, "reservations", "reservation_ready", ready("C10", "r10"))
+    post_office.tap.wait("notification_sent")
+    erased = api.call("DELETE", "/patrons/C10/contact")
+    assert erased.status_code == 200 and erased.json()["deliveries_blanked"] == 1
+    assert api.get("/patrons/C10/contact").status_code == 404
+    row = deliveries(post_office.url, patron="C10")[0]
+    assert (row.recipient, row.subject, row.body, row.status) == (None, None, None, "sent")
+
+
+def test_no_contact_is_visible_as_a_failure(post_office):
+    post_office.start()
+    publish(post_office.amqp, "reservations", "reservation_ready", ready("C11", "r11"))
+    assert post_office.tap.wait("notification_failed")[0]["data"]["reason"] == "no_contact"
