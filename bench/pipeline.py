@@ -104,11 +104,11 @@ class Http:
         return self.session.get(url, timeout=kwargs.pop("timeout", 30), **kwargs)
 
 
-def catalogue_csv(tag: str, titles: int, copies_per_title: int) -> str:
+def catalogue_csv(tag: str, titles: range, copies_per_title: int) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["isbn", "title", "author", "material", "barcode", "site", "shelf_mark"])
-    for t in range(titles):
+    for t in titles:
         for c in range(copies_per_title):
             site = "central" if c % 3 else "neighbourhood"  # as many copies at home as pickups (2 of 3 central)
             writer.writerow(["", f"Bench{tag} title {t:04d}", f"Bench{tag} author", "book",
@@ -116,17 +116,25 @@ def catalogue_csv(tag: str, titles: int, copies_per_title: int) -> str:
     return out.getvalue()
 
 
-def prepare_catalogue(http: Http, inventory_url: str, reservations_urls: Sequence[str], tag: str, titles: int,
-                      copies_per_title: int, timeout: float = 90) -> list[str]:
-    """Catalogue `titles` titles of `copies_per_title` copies; return their ids once reservations knows them."""
-    body = catalogue_csv(tag, titles, copies_per_title)
-    answer = http.post(f"{inventory_url}/catalogue/import", data=body.encode(), timeout=300,
-                       headers={"Content-Type": "text/csv"})
-    if answer.status_code != 201:
-        raise RuntimeError(f"catalogue import answered {answer.status_code}: {answer.text[:500]}")
+def prepare_catalogue(http: Http, inventory_urls: Sequence[str], reservations_urls: Sequence[str], tag: str,
+                      titles: int, copies_per_title: int, timeout: float = 90) -> list[str]:
+    """Catalogue `titles` titles of `copies_per_title` copies; return their ids once reservations knows them.
+    The CSV goes in a few parts of whole titles, imported concurrently (an import is one transaction)."""
+    parts = min(titles, 2 * len(inventory_urls))
+    bounds = [round(k * titles / parts) for k in range(parts + 1)]
+
+    def import_part(k: int) -> None:
+        body = catalogue_csv(tag, range(bounds[k], bounds[k + 1]), copies_per_title)
+        answer = http.post(f"{inventory_urls[k % len(inventory_urls)]}/catalogue/import", data=body.encode(),
+                           timeout=300, headers={"Content-Type": "text/csv"})
+        if answer.status_code != 201:
+            raise RuntimeError(f"catalogue import answered {answer.status_code}: {answer.text[:500]}")
+
+    with ThreadPoolExecutor(parts) as pool:
+        list(pool.map(import_part, range(parts)))
     ids: list[str] = []
     while len(ids) < titles:
-        page = http.get(f"{inventory_url}/titles", params={"q": f"bench{tag}", "limit": 100, "offset": len(ids)})
+        page = http.get(f"{inventory_urls[0]}/titles", params={"q": f"bench{tag}", "limit": 100, "offset": len(ids)})
         page.raise_for_status()
         found = [t["id"] for t in page.json()["titles"]]
         if not found:
@@ -248,6 +256,7 @@ class PipelineResult:
     error_samples: list[str] = field(default_factory=list)
     lost_ids: list[str] = field(default_factory=list)
     duplicates: int = 0
+    tag: str = ""
 
 
 def place_all(http: Http, reservations_urls: Sequence[str], title_ids: Sequence[str], n: int, concurrency: int,
@@ -284,14 +293,15 @@ def place_all(http: Http, reservations_urls: Sequence[str], title_ids: Sequence[
     return [p for p in placements if p is not None]
 
 
-def measure_pipeline(reservations_urls: Sequence[str], inventory_url: str, amqp_uri: str, n: int = 2000,
+def measure_pipeline(reservations_urls: Sequence[str], inventory_urls: Sequence[str], amqp_uri: str, n: int = 2000,
                      concurrency: int = 50, titles: int = 50, warmup: int = 100, loss_timeout: float = 30,
-                     token: str | None = None, log: Any = print) -> PipelineResult:
+                     token: str | None = None, log: Any = print, window: Any = None) -> PipelineResult:
+    """`window(\"start\"|\"end\")` is called around the measured placements (run_bench meters CPU with it)."""
     tag = uuid.uuid4().hex[:8]
     http = Http(token or issue_token({}, "staff", "bench"))
     copies = math.ceil((n + warmup) / titles) + 3
     started = now()
-    title_ids = prepare_catalogue(http, inventory_url, reservations_urls, tag, titles, copies)
+    title_ids = prepare_catalogue(http, inventory_urls, reservations_urls, tag, titles, copies)
     log(f"catalogued {titles} titles × {copies} copies in {now() - started:.1f} s; reservations knows them all")
     tap = EventTap(amqp_uri)
     tap.start()
@@ -300,9 +310,13 @@ def measure_pipeline(reservations_urls: Sequence[str], inventory_url: str, amqp_
             placed = place_all(http, reservations_urls, title_ids, warmup, concurrency, tag, "w")
             tap.wait_for({p.reservation_id for p in placed if p.reservation_id}, loss_timeout)
             log(f"warm-up: {warmup} reservations (not counted)")
+        if window:
+            window("start")
         placements = place_all(http, reservations_urls, title_ids, n, concurrency, tag, "m")
         placed_ids = {p.reservation_id for p in placements if p.reservation_id}
         tap.wait_for(placed_ids, loss_timeout)
+        if window:
+            window("end")
     finally:
         tap.stop()
 
@@ -330,7 +344,7 @@ def measure_pipeline(reservations_urls: Sequence[str], inventory_url: str, amqp_
         unavailable=unavailable, throughput_per_s=round(len(allocated_at) / span, 1) if span else 0.0,
         placement_per_s=round(len(placed_ids) / (last_answer - first), 1), latency=percentiles_ms(latency),
         http_latency=percentiles_ms(http_latency), seconds=round(span, 2), error_samples=errors[:5],
-        lost_ids=lost[:20], duplicates=tap.duplicates)
+        lost_ids=lost[:20], duplicates=tap.duplicates, tag=tag)
 
 
 # --- the raw pika baseline -------------------------------------------------------------------------------------
@@ -422,11 +436,12 @@ def measure_baseline(amqp_uri: str, n: int = 2000, concurrency: int = 50, queue_
 # --- both, and what is printed ---------------------------------------------------------------------------------
 
 
-def measure(reservations_urls: Sequence[str], inventory_url: str, amqp_uri: str, n: int = 2000,
+def measure(reservations_urls: Sequence[str], inventory_urls: Sequence[str], amqp_uri: str, n: int = 2000,
             concurrency: int = 50, titles: int = 50, warmup: int = 100, loss_timeout: float = 30,
-            baseline_queue_type: str = "quorum", log: Any = print) -> tuple[dict, PipelineResult, BaselineResult]:
-    pipeline = measure_pipeline(reservations_urls, inventory_url, amqp_uri, n, concurrency, titles, warmup,
-                                loss_timeout, log=log)
+            baseline_queue_type: str = "quorum", log: Any = print,
+            window: Any = None) -> tuple[dict, PipelineResult, BaselineResult]:
+    pipeline = measure_pipeline(reservations_urls, inventory_urls, amqp_uri, n, concurrency, titles, warmup,
+                                loss_timeout, log=log, window=window)
     log(f"pipeline: {pipeline.allocated} allocated in {pipeline.seconds} s; now the raw pika baseline")
     baseline = measure_baseline(amqp_uri, n, concurrency, baseline_queue_type)
     figures = {
@@ -471,7 +486,7 @@ def report(figures: dict, pipeline: PipelineResult, baseline: BaselineResult, co
            extra: dict[str, str] | None = None) -> None:
     from rich.console import Console
 
-    console = Console(stderr=False)
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
     console.print(summary_table(figures, pipeline, baseline, concurrency, extra))
     for sample in pipeline.error_samples:
         console.print(f"[red]error:[/] {sample}", markup=True, highlight=False)
@@ -499,13 +514,15 @@ def main() -> None:
     p = parser()
     p.add_argument("--reservations-url", action="append",
                    help="a reservations replica (repeat for several); default http://127.0.0.1:8001")
-    p.add_argument("--inventory-url", default="http://127.0.0.1:8002")
+    p.add_argument("--inventory-url", action="append",
+                   help="an inventory replica (repeat for several); default http://127.0.0.1:8002")
     p.add_argument("--amqp-uri", default="amqp://guest:guest@127.0.0.1:5672/%2F")
     args = p.parse_args()
     urls = [u.rstrip("/") for u in (args.reservations_url or ["http://127.0.0.1:8001"])]
-    figures, pipeline, baseline = measure(urls, args.inventory_url.rstrip("/"), args.amqp_uri.replace("pyamqp://", "amqp://"),
-                                          args.reservations, args.concurrency, args.titles, args.warmup,
-                                          args.loss_timeout, args.baseline_queue_type)
+    inventory = [u.rstrip("/") for u in (args.inventory_url or ["http://127.0.0.1:8002"])]
+    amqp = args.amqp_uri.replace("pyamqp://", "amqp://", 1)
+    figures, pipeline, baseline = measure(urls, inventory, amqp, args.reservations, args.concurrency, args.titles,
+                                          args.warmup, args.loss_timeout, args.baseline_queue_type)
     report(figures, pipeline, baseline, args.concurrency, args.json)
 
 

@@ -11,12 +11,14 @@ always, even when something failed. Service logs (LOG_LEVEL=WARNING) and the fig
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from urllib.parse import quote
 
 import requests
 
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # imported with the services' modules
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
@@ -33,6 +36,7 @@ import pipeline  # noqa: E402
 
 DATABASES = {"reservations": "drive_bench_reservations", "inventory": "drive_bench_inventory"}
 # `module:Class`: the bare module also holds the imported base class DriveService, which nameko would try to run.
+LOUD = {"warning", "error", "critical"}
 SERVICE_CLASSES = {"reservations": "services.reservations.service:ReservationsService",
                    "inventory": "services.inventory.service:InventoryService"}
 
@@ -76,6 +80,36 @@ def queue_depths(management: str, vhost: str) -> dict[str, int]:
         return {}
 
 
+def reconcile(urls: dict[str, str], tag: str, expected: int, timeout: float = 30) -> dict[str, str]:
+    """Every measured reservation as the services themselves record it: the reservations service learns its
+    allocation from the same `items_allocated` event (its own queue, its own pace), inventory holds the copy."""
+    from sqlalchemy import create_engine, text
+
+    started = time.monotonic()
+    reservations = create_engine(urls["reservations"])
+    inventory = create_engine(urls["inventory"])
+    try:
+        while True:
+            with reservations.connect() as conn:
+                statuses = dict(conn.execute(text(
+                    "SELECT status, count(*) FROM reservations WHERE patron LIKE :p GROUP BY status"),
+                    {"p": f"b{tag}-m-%"}).all())
+            if not statuses.get("placed") or time.monotonic() - started > timeout:
+                break
+            time.sleep(0.5)
+        with inventory.connect() as conn:
+            held = conn.execute(text(
+                "SELECT count(*) FROM copies WHERE status = 'allocated' AND reservation_id IS NOT NULL "
+                "AND barcode LIKE :b"), {"b": f"BENCH-{tag}-%"}).scalar_one()
+    finally:
+        reservations.dispose()
+        inventory.dispose()
+    recorded = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) or "none"
+    return {"reservations DB (measured)": f"{recorded} of {expected}; caught up "
+                                          f"{time.monotonic() - started:.1f} s after the run",
+            "inventory copies allocated (incl. warm-up)": str(held)}
+
+
 def load_pickup_points(url: str) -> int:
     from sqlalchemy.orm import Session
 
@@ -92,9 +126,10 @@ def load_pickup_points(url: str) -> int:
 class Services:
     """The nameko processes of the run; `stop()` sends SIGTERM to each and kills what does not stop."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, launcher: str | None = None) -> None:
         self.env = env
         self.logs = logs
+        self.launcher = [launcher] if launcher else ["-m", "nameko"]
         self.procs: list[tuple[str, str, subprocess.Popen, Path]] = []
 
     def start(self, service: str, replica: int, port: int) -> str:
@@ -102,7 +137,7 @@ class Services:
         path = self.logs / f"{service}-{replica}.log"
         out = path.open("wb")
         proc = subprocess.Popen(
-            [str(BIN / "python"), "-m", "nameko", "run", "--config", str(ROOT / "services" / service / "config.yaml"),
+            [str(BIN / "python"), *self.launcher, "run", "--config", str(ROOT / "services" / service / "config.yaml"),
              SERVICE_CLASSES[service]], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         out.close()
         url = f"http://127.0.0.1:{port}"
@@ -134,15 +169,91 @@ class Services:
                 proc.kill()
                 proc.wait()
 
-    def problems(self) -> dict[str, list[str]]:
-        """WARNING and worse logged by each process (the services log JSON lines)."""
+    def problems(self, since: float = 0.0, until: float = float("inf")) -> dict[str, list[str]]:
+        """WARNING and worse that each process logged between two wall-clock times (the services log JSON lines;
+        lines that are not JSON, such as a traceback on stderr, always count)."""
         found = {}
         for name, _, _, path in self.procs:
-            lines = [ln for ln in path.read_text(errors="replace").splitlines()
-                     if any(level in ln for level in ('"WARNING"', '"ERROR"', '"CRITICAL"', "Traceback"))]
+            lines = []
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    if "Traceback" in line or "Error" in line:
+                        lines.append(line)
+                    continue
+                if not isinstance(record, dict) or str(record.get("level", "")).lower() not in LOUD:
+                    continue
+                with suppress(KeyError, ValueError):
+                    at = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
+                    if not since <= at <= until:
+                        continue
+                lines.append(line)
             if lines:
                 found[name] = lines
         return found
+
+
+class CpuMeter:
+    """CPU used during the measured window: by each service process, this client, the broker, the bench databases'
+    PostgreSQL backends and everything else on the machine (other users of the machine skew the figures)."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.marks: dict[str, tuple[float, dict[str, float], float]] = {}
+        self.wall: dict[str, float] = {}
+
+    @classmethod
+    def _pid_cpu(cls, pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / cls.TICK
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    @staticmethod
+    def _cmdline(pid: str) -> str:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _groups(self) -> dict[str, float]:
+        groups = {name: self._pid_cpu(proc.pid) for name, _, proc, _ in self.services.procs}
+        groups["bench client"] = sum(os.times()[:2])
+        broker = postgres = 0.0
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            line = self._cmdline(pid)
+            if "beam.smp" in line and "rabbit" in line:
+                broker += self._pid_cpu(int(pid))
+            elif line.startswith("postgres: ") and "drive_bench" in line:
+                postgres += self._pid_cpu(int(pid))
+        groups["rabbitmq"], groups["postgres (bench dbs)"] = broker, postgres
+        return groups
+
+    @classmethod
+    def _machine_busy(cls) -> float:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = values[3] + values[4]
+        return (sum(values[:8]) - idle) / cls.TICK
+
+    def __call__(self, mark: str) -> None:
+        self.marks[mark] = (time.monotonic(), self._groups(), self._machine_busy())
+        self.wall[mark] = time.time()
+
+    def report(self, reservations: int) -> dict[str, str]:
+        if "start" not in self.marks or "end" not in self.marks:
+            return {}
+        (t0, g0, m0), (t1, g1, m1) = self.marks["start"], self.marks["end"]
+        seconds = t1 - t0
+        used = {name: g1[name] - g0.get(name, 0.0) for name in g1}
+        used["other processes"] = max(0.0, (m1 - m0) - sum(used.values()))
+        rows = {f"CPU {name}": f"{100 * cpu / seconds:.0f}% · {1000 * cpu / reservations:.1f} ms/resv"
+                for name, cpu in used.items()}
+        rows["CPU machine busy"] = f"{100 * (m1 - m0) / seconds:.0f}% of {100 * os.cpu_count()}%"
+        return rows
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -160,11 +271,19 @@ def main() -> int:
     p.add_argument("--keep-vhost", action="store_true", help="leave the vhost (and its queues) after the run")
     p.add_argument("--serve", action="store_true",
                    help="set up and start the services, then wait (Ctrl-C stops them): run pipeline.py against them")
+    p.add_argument("--launcher", help="for experiments: a script run as `python SCRIPT run --config ...` instead of "
+                                       "`python -m nameko run ...` (e.g. one that patches a service first)")
     args = p.parse_args()
 
     started = time.monotonic()
     results = ROOT / "bench" / "results" / datetime.now().strftime("%Y%m%d-%H%M%S")
     results.mkdir(parents=True, exist_ok=True)
+    lock = (results.parent / ".lock").open("w")
+    try:  # two runs at once would drop each other's databases and vhost
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log("another bench run is in progress (bench/results/.lock): wait for it to finish")
+        return 3
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
 
     amqp = f"amqp://guest:guest@{args.broker}/{quote(args.vhost, safe='')}"
@@ -179,7 +298,7 @@ def main() -> int:
     log(f"databases and vhost {args.vhost!r} recreated; {setup.stdout.strip()}; "
         f"{load_pickup_points(urls['reservations'])} pickup points")
 
-    services = Services(env, results)
+    services = Services(env, results, args.launcher)
     try:
         reservations = [services.start("reservations", k, 18001 + 10 * k) for k in range(args.reservations_procs)]
         inventory = [services.start("inventory", k, 18002 + 10 * k) for k in range(args.inventory_procs)]
@@ -187,27 +306,33 @@ def main() -> int:
         log(f"{args.reservations_procs} reservations + {args.inventory_procs} inventory process(es) healthy after "
             f"{time.monotonic() - started:.1f} s; logs in {results.relative_to(ROOT)}")
         if args.serve:
-            flags = " ".join(f"--reservations-url {u}" for u in reservations)
-            log(f"serving; in another shell: {BIN / 'python'} bench/pipeline.py {flags} "
-                f"--inventory-url {inventory[0]} --amqp-uri {amqp}   (Ctrl-C here stops the services)")
+            flags = " ".join([*(f"--reservations-url {u}" for u in reservations),
+                              *(f"--inventory-url {u}" for u in inventory)])
+            log(f"serving; in another shell: {BIN / 'python'} bench/pipeline.py {flags} --amqp-uri {amqp}   "
+                "(Ctrl-C here stops the services)")
             with suppress(KeyboardInterrupt):
                 while all(proc.poll() is None for _, _, proc, _ in services.procs):
                     time.sleep(0.5)
             return 0
+        cpu = CpuMeter(services)
         figures, measured, baseline = pipeline.measure(
-            reservations, inventory[0], amqp, args.reservations, args.concurrency, args.titles, args.warmup,
-            args.loss_timeout, args.baseline_queue_type, log=log)
+            reservations, inventory, amqp, args.reservations, args.concurrency, args.titles, args.warmup,
+            args.loss_timeout, args.baseline_queue_type, log=log, window=cpu)
         depths = {q: d for q, d in queue_depths(args.management, args.vhost).items() if d}
+        recorded = reconcile(urls, measured.tag, args.reservations, args.loss_timeout)
     finally:
         services.stop()
         if not args.keep_vhost:
             delete_vhost(args.management, args.vhost)
-    problems = services.problems()
+    problems = services.problems(cpu.wall.get("start", 0.0), cpu.wall.get("end", float("inf")))
     for name, lines in problems.items():
-        log(f"{name} logged {len(lines)} warning(s)/error(s), e.g.: {lines[0][:400]}")
+        log(f"{name} logged {len(lines)} warning(s)/error(s) while measured, e.g.: {lines[0][:400]}")
     extra = {"processes": f"{args.reservations_procs} reservations + {args.inventory_procs} inventory",
-             "queues left non-empty": ", ".join(f"{q}={d}" for q, d in depths.items()) or "none",
-             "service warnings/errors logged": str(sum(len(v) for v in problems.values())),
+             "queues non-empty at the end (management API, ~5 s stale)":
+                 ", ".join(f"{q}={d}" for q, d in depths.items()) or "none",
+             **recorded,
+             "service warnings/errors while measured": str(sum(len(v) for v in problems.values())),
+             **cpu.report(args.reservations),
              "whole run s": f"{time.monotonic() - started:.0f}"}
     (results / "figures.json").write_text(json.dumps({**figures, "extra": extra}, indent=2))
     pipeline.report(figures, measured, baseline, args.concurrency, args.json, extra)
