@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kombu import Connection, Producer
@@ -113,7 +113,7 @@ def describe(position: int, message: Message) -> DeadLetter:
         queue=latest.get("queue"),
         reason=latest.get("reason"),
         count=int(sum(entry.get("count", 0) for entry in history)),
-        first_death_at=history[-1].get("time") if history else None,
+        first_death_at=_utc(history[-1].get("time")) if history else None,
         preview=_preview(message.body),
     )
 
@@ -156,6 +156,11 @@ def _json_body(message: Message) -> dict[str, Any]:
 def _event_id(message: Message) -> str | None:
     found = (message.properties or {}).get("message_id") or _json_body(message).get("id")
     return str(found) if found is not None else None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # py-amqp decodes AMQP timestamps as naive UTC.
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _preview(body: bytes | str) -> str:

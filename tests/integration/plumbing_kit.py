@@ -27,8 +27,22 @@ class ThingSchema(Schema):
     poison = fields.Boolean(load_default=False, dump_default=False)
 
 
-REGISTRY.register(SOURCE, "thing_happened", ThingSchema, "test only: something happened")
-REGISTRY.register(SOURCE, "thing_recorded", ThingSchema, "test only: the plumbing service recorded it")
+TEST_EVENT_TYPES = {"thing_happened": "test only: something happened",
+                    "thing_recorded": "test only: the plumbing service recorded it"}
+
+
+@contextmanager
+def plumbing_event_types() -> Iterator[None]:
+    """The test event types exist only while a plumbing test runs: the catalogue tests (AsyncAPI) compare
+    the process-wide REGISTRY with the documented events."""
+    keys = [(SOURCE, type_) for type_ in TEST_EVENT_TYPES]
+    for type_, summary in TEST_EVENT_TYPES.items():
+        REGISTRY.register(SOURCE, type_, ThingSchema, summary)
+    try:
+        yield
+    finally:
+        for key in keys:
+            REGISTRY._types.pop(key, None)  # EventRegistry has no public unregister
 
 
 class Base(DeclarativeBase):
@@ -55,11 +69,13 @@ class Behaviour:
     """What the handler saw and whether poison still fails; reset by each test."""
 
     attempts: Counter = Counter()
+    committed: Counter = Counter()
     poison_fails = True
 
     @classmethod
     def reset(cls) -> None:
         cls.attempts = Counter()
+        cls.committed = Counter()
         cls.poison_fails = True
 
 
@@ -77,6 +93,7 @@ class PlumbingService:
             if first_delivery(self.db, Inbox, event):
                 self.db.add(Effect(event_id=event.id, label=event.data["label"]))
                 self.events.publish(self.db, "thing_recorded", {"label": event.data["label"]})
+        Behaviour.committed[event.id] += 1
 
 
 class Store:

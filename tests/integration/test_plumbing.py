@@ -3,6 +3,7 @@ dead-lettering and replay, on SQLite and PostgreSQL, each test in its own Rabbit
 
 import time
 import uuid
+from datetime import UTC, datetime
 
 import eventlet
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import create_engine, select, text
 
 from services.common.deadletters import list_dead_letters, replay
 from services.common.envelope import REGISTRY, Event
-from services.common.messaging import DEAD_LETTER_QUEUE, declare_topology
+from services.common.messaging import DEAD_LETTER_QUEUE, dead_letter_topology, declare_topology
 from services.common.relay import OutboxPublisher
 from services.common.reliability import first_delivery, record_event
 from tests.conftest import PG_ADMIN_URL
@@ -28,6 +29,7 @@ from tests.integration.plumbing_kit import (
     Store,
     bind_spy,
     drain_queue,
+    plumbing_event_types,
     publish,
     publish_raw,
     queue_depth,
@@ -38,6 +40,12 @@ from tests.integration.plumbing_kit import (
 pytestmark = pytest.mark.time_limit(30)
 
 CLOSED_PORT_URI = "pyamqp://guest:guest@127.0.0.1:1/"
+
+
+@pytest.fixture(autouse=True)
+def registered_test_events():
+    with plumbing_event_types():
+        yield
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -81,15 +89,19 @@ def config(rabbit_config, db_url):
 @pytest.fixture
 def start_service(container_factory, config):
     """Start the plumbing service, its queues declared up front (as `drive setup` does)."""
+    containers = []
 
     def start(**overrides):
         Behaviour.reset()
         declare_topology([PlumbingService], config)
         container = container_factory(PlumbingService, {**config, **overrides})
         container.start()
+        containers.append(container)
         return container
 
-    return start
+    yield start
+    for container in containers:  # before its database is dropped
+        container.kill()
 
 
 @pytest.fixture
@@ -199,6 +211,21 @@ def test_relay_marks_only_confirmed_rows(store, amqp_uri):
     assert _ids(wait_for(lambda: drain_queue(amqp_uri, "spy"), what="the last event")) == [last]
 
 
+def test_burst_is_handled_and_relayed_once(service, store, amqp_uri):
+    """Workers and the relay share the database: on SQLite they take turns on its one write lock."""
+    bind_spy(amqp_uri, "recorded", routing_key="thing_recorded")
+    events = [thing(f"burst {n}") for n in range(60)]
+    for event in events:
+        publish(amqp_uri, event)
+
+    wait_for(lambda: store.count(Effect) == 60, what="60 effects")
+    wait_for(lambda: queue_depth(amqp_uri, "recorded") == 60, what="60 follow-up events")
+    assert sorted(body["data"]["label"] for body in drain_queue(amqp_uri, "recorded")) == sorted(
+        event.data["label"] for event in events)
+    assert set(Behaviour.attempts.values()) == {1}
+    assert store.count(Outbox, sent_at=None) == 0
+
+
 # --- inbox ----------------------------------------------------------------------------------------------
 
 
@@ -207,8 +234,7 @@ def test_duplicate_delivery_has_one_effect(service, store, amqp_uri):
     publish(amqp_uri, event)
     publish(amqp_uri, event)
 
-    wait_for(lambda: Behaviour.attempts[event.id] == 2, what="both deliveries handled")
-    wait_for(lambda: queue_depth(amqp_uri, HANDLER_QUEUE) == 0, what="both deliveries acked")
+    wait_for(lambda: Behaviour.committed[event.id] == 2, what="both deliveries handled")
     assert store.count(Effect, event_id=event.id) == 1
     assert store.count(Inbox, event_id=event.id) == 1
     assert store.count(Outbox) == 1
@@ -251,14 +277,16 @@ def test_poison_is_dead_lettered_after_max_attempts_then_replayed_once(service, 
     listed = list_dead_letters(amqp_uri)
     assert [(d.event_id, d.queue, d.reason, d.event_type, d.source) for d in listed] == [
         (poison.id, HANDLER_QUEUE, "delivery_limit", "thing_happened", "plumbingtest")]
-    assert listed[0].position == 1 and listed[0].first_death_at is not None
+    assert listed[0].position == 1 and listed[0].count == 1
+    assert abs((datetime.now(UTC) - listed[0].first_death_at).total_seconds()) < 60
+    assert poison.id in listed[0].preview
     assert queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 1, "listing must not consume"
     assert len(drain_queue(amqp_uri, "other-subscriber")) == 4
 
     Behaviour.poison_fails = False
     assert replay(amqp_uri, event_id=poison.id) == 1
-    wait_for(lambda: store.count(Effect, event_id=poison.id) == 1, what="the replayed event's effect")
-    wait_for(lambda: queue_depth(amqp_uri, HANDLER_QUEUE) == 0, what="the replay acked")
+    wait_for(lambda: Behaviour.committed[poison.id] == 1, what="the replayed event handled")
+    assert store.count(Effect, event_id=poison.id) == 1
     assert Behaviour.attempts[poison.id] == 4
     assert queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 0
     assert drain_queue(amqp_uri, "other-subscriber") == [], "replay goes only to the queue that failed"
@@ -274,19 +302,19 @@ def test_replay_by_id_leaves_the_others_in_order(service, amqp_uri):
 
     Behaviour.poison_fails = False
     assert replay(amqp_uri, event_id=before[1]) == 1
-    wait_for(lambda: Behaviour.attempts[before[1]] == 4, what="the replayed one handled")
+    wait_for(lambda: Behaviour.committed[before[1]] == 1, what="the replayed one handled")
     assert [d.event_id for d in list_dead_letters(amqp_uri)] == [before[0], before[2]]
     assert [d.position for d in list_dead_letters(amqp_uri)] == [1, 2]
     assert replay(amqp_uri) == 2
     wait_for(lambda: queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 0, what="an empty dead-letter queue")
 
 
-@pytest.mark.parametrize("body", [
-    {"hello": "not an envelope"},
-    {**thing("x").to_message(), "data": {"poison": "maybe"}},
+@pytest.mark.parametrize("malformed", [
+    lambda: {"hello": "not an envelope"},
+    lambda: {**thing("x").to_message(), "data": {"poison": "maybe"}},
 ], ids=["not-an-envelope", "data-off-schema"])
-def test_malformed_message_is_dead_lettered_at_once(service, store, amqp_uri, body):
-    publish_raw(amqp_uri, body, serializer="json")
+def test_malformed_message_is_dead_lettered_at_once(service, store, amqp_uri, malformed):
+    publish_raw(amqp_uri, malformed(), serializer="json")
     good = thing("after the malformed one")
     publish(amqp_uri, good)
 
@@ -308,5 +336,19 @@ def test_undecodable_message_is_dead_lettered_at_once(service, store, amqp_uri, 
 
     wait_for(lambda: store.count(Effect, event_id=good.id) == 1, what="the next good event handled")
     wait_for(lambda: queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 1, what="the undecodable message dead-lettered")
+    assert list(Behaviour.attempts) == [good.id]
     [dead] = list_dead_letters(amqp_uri)
     assert (dead.queue, dead.reason, dead.count) == (HANDLER_QUEUE, "rejected", 1)
+
+
+def test_replay_leaves_a_dead_letter_whose_queue_is_gone(amqp_uri):
+    exchange, dlq = dead_letter_topology()
+    death = {"queue": "evt-plumbingtest-gone--plumbing.on_gone", "reason": "rejected", "count": 1,
+             "exchange": "plumbingtest.events", "routing-keys": ["thing_happened"]}
+    with Connection(amqp_uri, transport_options={"confirm_publish": True}) as conn:
+        conn.Producer().publish(thing("orphan").to_message(), exchange=exchange, declare=[dlq],
+                                serializer="json", headers={"x-death": [death]}, retry=False)
+
+    assert replay(amqp_uri) == 0
+    [dead] = list_dead_letters(amqp_uri)
+    assert (dead.queue, dead.reason, dead.event_type) == (death["queue"], "rejected", "thing_happened")
