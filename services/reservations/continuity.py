@@ -1,0 +1,97 @@
+"""Continuity of lending through a closure (as in lockdown): suspended reminders and fines, and due dates
+moved off the closure so that returns do not all land on reopening day. Plain functions on plain values."""
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from services.common.errors import Invalid
+
+
+@dataclass(frozen=True)
+class Suspension:
+    starts_at: datetime
+    ends_at: datetime
+
+    def covers(self, moment: datetime) -> bool:
+        return self.starts_at <= moment < self.ends_at
+
+    def days(self) -> set[date]:
+        """Calendar days touched by the suspension (a fine is per day: a day partly suspended is not fined)."""
+        first, last = self.starts_at.date(), (self.ends_at - timedelta(microseconds=1)).date()
+        return {first + timedelta(days=n) for n in range((last - first).days + 1)}
+
+
+def check_period(starts_at: datetime, ends_at: datetime) -> None:
+    if ends_at <= starts_at:
+        raise Invalid("the suspension must end after it starts", field="until")
+
+
+def overdue_days(due_at: datetime, until: datetime, suspensions: Iterable[Suspension] = (),
+                 grace_days: int = 0) -> int:
+    """Whole days past the due date that count: not those inside a suspension, nor the grace days right after
+    one ends (patrons get time to bring documents back before reminders and fines start again)."""
+    excused: set[date] = set()
+    for suspension in suspensions:
+        excused |= suspension.days()
+        last = (suspension.ends_at - timedelta(microseconds=1)).date()
+        excused |= {last + timedelta(days=n) for n in range(1, grace_days + 1)}
+    first = due_at.date() + timedelta(days=1)
+    return sum(1 for n in range((until.date() - due_at.date()).days)
+               if first + timedelta(days=n) not in excused)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """Which days the library lends: weekdays open (1 = Monday) minus French public holidays."""
+
+    weekdays: frozenset[int] = frozenset({2, 3, 4, 5, 6})
+    zone: str = "Europe/Paris"
+
+    def is_open(self, day: date) -> bool:
+        return day.isoweekday() in self.weekdays and day not in holidays.France(years=day.year)
+
+    def days_after(self, day: date, count: int) -> list[date]:
+        found, current = [], day
+        while len(found) < count:
+            current += timedelta(days=1)
+            if self.is_open(current):
+                found.append(current)
+        return found
+
+    def closing_time(self, day: date, hour: int = 18) -> datetime:
+        return datetime.combine(day, time(hour), tzinfo=ZoneInfo(self.zone))
+
+
+@dataclass(frozen=True)
+class DueItem:
+    key: str  # a loan id or a reservation id
+    patron: str
+    due_at: datetime
+
+
+def shift_due_dates(items: Sequence[DueItem], closed_from: datetime, closed_until: datetime, rule: str,
+                    opening: Opening, fixed: date | None = None, spread_days: int = 1) -> dict[str, datetime]:
+    """New due dates for the items due inside the closure: all on a fixed date, or spread over the first N
+    opening days after reopening — one patron's items on the same day, so they come once and get one message."""
+    inside = [item for item in items if closed_from <= item.due_at < closed_until]
+    if rule == "fixed":
+        if fixed is None or fixed < closed_until.date():
+            raise Invalid("a fixed date after the closure is needed", field="date")
+        return {item.key: opening.closing_time(fixed) for item in inside}
+    if rule != "spread":
+        raise Invalid("rule is fixed or spread", field="rule")
+    if spread_days < 1:
+        raise Invalid("spread over at least one opening day", field="opening_days")
+    days = opening.days_after(closed_until.date() - timedelta(days=1), spread_days)
+    per_patron = Counter(item.patron for item in inside)
+    load = dict.fromkeys(days, 0)
+    day_of = {}
+    for patron, count in sorted(per_patron.items(), key=lambda pc: (-pc[1], pc[0])):
+        day = min(days, key=lambda d: (load[d], d))  # the least busy day so far takes the next patron
+        day_of[patron], load[day] = day, load[day] + count
+    return {item.key: opening.closing_time(day_of[item.patron]) for item in inside}
