@@ -161,6 +161,39 @@ class TitleCatalogued(Schema):
     material = fields.String(required=True, validate=validate.OneOf(MATERIALS))
 
 
+class ContinuityPolicyChanged(Schema):
+    suspended = fields.Boolean(required=True, metadata={"description": "reminders and fines suspended (now or "
+                                                                       "from starts_at)"})
+    suspension_id = fields.String(load_default=None, allow_none=True)
+    starts_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    ends_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    reason = fields.String(load_default=None, allow_none=True)
+    grace_days = fields.Integer(required=True, metadata={"description": "days after a suspension before "
+                                                                          "reminders and fines resume"})
+    changed_by = fields.String(required=True, metadata={"description": "the staff member's token subject"})
+
+
+class ShiftedLoan(Schema):
+    loan_id = fields.String(required=True)
+    title = fields.String(load_default=None, allow_none=True)
+    previous_due_at = fields.AwareDateTime(required=True)
+    due_at = fields.AwareDateTime(required=True)
+
+
+class ShiftedReservation(Schema):
+    reservation_id = fields.String(required=True)
+    previous_pickup_deadline = fields.AwareDateTime(required=True)
+    pickup_deadline = fields.AwareDateTime(required=True)
+
+
+class DueDatesShifted(Schema):
+    shift_id = fields.String(required=True)
+    patron = fields.String(required=True)
+    undone = fields.Boolean(required=True, metadata={"description": "true when staff undid the shift"})
+    loans = fields.List(fields.Nested(ShiftedLoan), required=True)
+    reservations = fields.List(fields.Nested(ShiftedReservation), required=True)
+
+
 for _type, _schema, _summary, *_version in [
     ("reservation_placed", ReservationPlaced, "A patron (or staff for them) reserved titles at a pickup point.", 2),
     ("reservation_cancelled", ReservationCancelled, "The patron or staff cancelled before collection."),
@@ -168,6 +201,9 @@ for _type, _schema, _summary, *_version in [
     ("reservation_collected", ReservationCollected, "Handed over: loans start."),
     ("reservation_expired", ReservationExpired, "Not collected by its deadline: copies go back."),
     ("loan_overdue", LoanOverdue, "A loan passed its due date (once per reminder step)."),
+    ("continuity_policy_changed", ContinuityPolicyChanged, "Reminders and fines suspended or resumed."),
+    ("due_dates_shifted", DueDatesShifted,
+     "Staff moved a patron's due dates (and pickup deadlines) off a closure: one event per patron."),
     ("reservation_released_to_allocation", ReservationReleased,
      "A reservation that waited for its bibliobus stop goes on to allocation: the stop opened."),
 ]:

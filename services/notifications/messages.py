@@ -16,11 +16,16 @@ from services.notifications.domain import fit_sms
 SHIPPED = Path(__file__).resolve().parent / "templates"
 LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 ANNOUNCED = ("reservation_ready", "items_unavailable", "reservation_expired", "reservation_cancelled",
-             "loan_overdue")
+             "loan_overdue", "due_dates_shifted")
 
 
 def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """What a message about this event needs, taken from the event alone (no call to another service)."""
+    if event_type == "due_dates_shifted":
+        dates = [loan["due_at"] for loan in data["loans"]] + [r["pickup_deadline"] for r in data["reservations"]]
+        return {"titles": [loan.get("title") or loan["loan_id"] for loan in data["loans"]],
+                "due_at": min(dates) if dates else None, "waiting": len(data["reservations"]),
+                "undone": data["undone"]}
     if event_type == "loan_overdue":
         return {"titles": [data.get("title") or data["barcode"]], "due_at": data["due_at"],
                 "days_overdue": data["days_overdue"]}

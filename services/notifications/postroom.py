@@ -39,15 +39,18 @@ def learn(session: Session, event: Event) -> None:
     if event.type == "item_returned":
         session.merge(CopyReturn(barcode=data["barcode"], returned_at=data["returned_at"]))
     if event.type == "continuity_policy_changed":
-        session.merge(PolicyState(name="continuity", value=dict(data, announced_at=event.occurred_at.isoformat())))
+        value = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+        session.merge(PolicyState(name="continuity", value=value))
 
 
 def reminders_suspended(session: Session, now: datetime) -> bool:
+    """While the library suspends reminders (continuity mode), overdue reminders are recorded as suppressed."""
     state = session.get(PolicyState, "continuity")
     if state is None or not state.value.get("suspended"):
         return False
-    until = state.value.get("until")
-    return until is None or datetime.fromisoformat(until) > now
+    starts, ends = state.value.get("starts_at"), state.value.get("ends_at")
+    return ((starts is None or datetime.fromisoformat(starts) <= now)
+            and (ends is None or now < datetime.fromisoformat(ends)))
 
 
 def record(session: Session, events: Events, templates: Templates, quiet: domain.QuietHours, event: Event,

@@ -133,6 +133,14 @@ class NotificationsService(DriveService):
     def on_loan_overdue(self, event):
         self._record(event)
 
+    @event_handler("reservations", "continuity_policy_changed")
+    def on_continuity_policy_changed(self, event):
+        self._record(event)
+
+    @event_handler("reservations", "due_dates_shifted")
+    def on_due_dates_shifted(self, event):
+        self._record(event)
+
     @event_handler("inventory", "items_unavailable")
     def on_items_unavailable(self, event):
         self._record(event)

@@ -9,7 +9,7 @@ from nameko.testing.utils import find_free_port
 from sqlalchemy import create_engine, func, select
 
 from services.common.messaging import declare_topology
-from services.notifications.models import ContactRecord, Delivery
+from services.notifications.models import ContactRecord, Delivery, PolicyState
 from services.notifications.service import NotificationsService
 from tests.helpers import Client, EventTap, wait_for
 from tests.integration.notifications_support import SmsGateway, publish, smtp_server
@@ -217,3 +217,51 @@ def test_no_contact_is_visible_as_a_failure(post_office):
     post_office.start()
     publish(post_office.amqp, "reservations", "reservation_ready", ready("C11", "r11"))
     assert post_office.tap.wait("notification_failed")[0]["data"]["reason"] == "no_contact"
+
+
+def policy(url: str) -> dict | None:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        row = conn.execute(select(PolicyState.value).where(PolicyState.name == "continuity")).first()
+    engine.dispose()
+    return row[0] if row else None
+
+
+def test_overdue_reminders_are_suppressed_while_the_library_suspends_them(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C12/contact", json={"email": "c12@example.org"})
+    overdue = {"loan_id": "loan12", "reservation_id": "r12", "patron": "C12", "barcode": "B12", "title_id": "t",
+               "title": "La nuit du nord", "due_at": datetime.now(UTC) - timedelta(days=3), "days_overdue": 3,
+               "reminder_step": 1}
+    now = datetime.now(UTC)
+    publish(post_office.amqp, "reservations", "continuity_policy_changed", {
+        "suspended": True, "suspension_id": "s1", "starts_at": now - timedelta(days=1),
+        "ends_at": now + timedelta(days=30), "reason": "confinement", "grace_days": 14, "changed_by": "staff-1"})
+    wait_for(lambda: policy(post_office.url) and policy(post_office.url)["suspended"])  # learned first
+    publish(post_office.amqp, "reservations", "loan_overdue", overdue)
+    wait_for(lambda: [d.status for d in deliveries(post_office.url, patron="C12")] == ["suppressed"])
+    publish(post_office.amqp, "reservations", "continuity_policy_changed", {
+        "suspended": False, "grace_days": 14, "changed_by": "staff-1"})
+    wait_for(lambda: policy(post_office.url)["suspended"] is False)
+    publish(post_office.amqp, "reservations", "loan_overdue", {**overdue, "reminder_step": 2})
+    post_office.tap.wait("notification_sent")
+    assert len(post_office.mailbox.messages) == 1
+    assert "« La nuit du nord »" in post_office.mailbox.messages[0].get_content()
+
+
+def test_shifted_due_dates_make_one_message_per_patron(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C13/contact", json={"email": "c13@example.org"})
+    due = datetime(2026, 5, 12, 16, tzinfo=UTC)
+    publish(post_office.amqp, "reservations", "due_dates_shifted", {
+        "shift_id": "sh1", "patron": "C13", "undone": False, "reservations": [],
+        "loans": [{"loan_id": f"l{n}", "title": title, "previous_due_at": due - timedelta(days=30), "due_at": due}
+                  for n, title in enumerate(["La nuit du nord", "Le phare de minuit", "L'île des marées"])]})
+    post_office.tap.wait("notification_sent")
+    wait_for(lambda: post_office.mailbox.messages)
+    mail = post_office.mailbox.messages[0]
+    assert mail["Subject"] == "Nouvelles dates de retour"
+    text = mail.get_content()
+    assert "à rendre à partir du 12 mai" in text and "L'île des marées" in text
+    with pytest.raises(AssertionError):
+        wait_for(lambda: len(post_office.mailbox.messages) > 1, timeout=1)
