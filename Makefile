@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # A shard of the suite per process (eventlet forbids xdist); each test has its own vhost and database.
 TEST_ARGS ?=
 
-.PHONY: venv up test test-unit lint bench clean
+.PHONY: venv up test test-unit lint bench bench-notifications clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/run_bench.py --json
+
+bench-notifications: venv
+	$(BIN)/python bench/notifications.py --json
 
 clean:
 	rm -rf $(VENV) var

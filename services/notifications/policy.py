@@ -21,6 +21,7 @@ class PostOffice:
         self.retry_base_seconds = setting(config, "NOTIFY_RETRY_BASE_SECONDS", 30.0, float)
         self.batch = setting(config, "NOTIFY_BATCH", 200, int)
         self.concurrency = setting(config, "NOTIFY_CONCURRENCY", 10, int)
+        self.send_max_seconds = setting(config, "NOTIFY_SEND_MAX_SECONDS", 10.0, float)
 
 
 class PostOfficeProvider(DependencyProvider):

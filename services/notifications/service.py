@@ -1,6 +1,7 @@
 """Notifications: tells patrons what they need to know, by e-mail and SMS. Entrypoints only."""
 
 from datetime import UTC, datetime
+from time import monotonic
 
 from eventlet.greenpool import GreenPool
 
@@ -87,17 +88,25 @@ class NotificationsService(DriveService):
 
     @timer("NOTIFY_SEND_SECONDS", 0.5)
     def send_due(self):
+        """Send what is due, batch after batch, until a batch is not full (all that was due is taken) or
+        NOTIFY_SEND_MAX_SECONDS passed (the timer fires again at once), rather than one batch per tick: a burst is
+        not paced by the timer. What becomes due meanwhile waits for the next tick, so batches stay large."""
+        deadline = monotonic() + self.office.send_max_seconds
+        while self._send_batch() >= self.office.batch and monotonic() < deadline:
+            pass
+
+    def _send_batch(self) -> int:
         with self.db.begin():
             due = postroom.claim_due(self.db, now(), self.office.batch)
             work = [(d.id, d.channel, d.recipient, d.subject, d.body, postroom.still_holds(self.db, d)) for d in due]
         if not work:
-            return
+            return 0
         pool = GreenPool(self.office.concurrency)
         results = list(pool.imap(self._attempt, work))
         with self.db.begin():
-            for delivery_id, error, permanent, drop_as in results:
-                postroom.settle(self.db, self.events, delivery_id, now(), error, permanent,
-                                self.office.max_attempts, drop_as, self.office.retry_base_seconds)
+            postroom.settle_all(self.db, self.events, results, now(), self.office.max_attempts,
+                                self.office.retry_base_seconds)
+        return len(work)
 
     def _attempt(self, item):
         delivery_id, channel, recipient, subject, body, holds = item
