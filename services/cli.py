@@ -12,18 +12,21 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from services.bibliobus.cli import app as bibliobus_app
 from services.common.settings import amqp_uri
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 dead_letters = typer.Typer(no_args_is_help=True, help="Messages whose handler kept failing.")
 app.add_typer(dead_letters, name="dead-letters")
+app.add_typer(bibliobus_app, name="bibliobus")
 console = Console()
 err = Console(stderr=True)
 
-SERVICES = {"reservations": 8001, "inventory": 8002, "notifications": 8003}
+SERVICES = {"reservations": 8001, "inventory": 8002, "notifications": 8003, "bibliobus": 8004}
 SERVICE_CLASSES = {"reservations": "services.reservations.service:ReservationsService",
                    "inventory": "services.inventory.service:InventoryService",
-                   "notifications": "services.notifications.service:NotificationsService"}
+                   "notifications": "services.notifications.service:NotificationsService",
+                   "bibliobus": "services.bibliobus.service:BibliobusService"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -79,13 +82,14 @@ def setup() -> None:
 
 @app.command("demo-data")
 def demo_data(titles: int = typer.Option(300, help="how many titles"), seed: int = 7) -> None:
-    """Load the reference network's pickup points and a catalogue (idempotent for pickup points)."""
+    """Load the reference network's pickup points, the bibliobus tour and a catalogue (idempotent but for
+    the catalogue, loaded only when empty)."""
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
     from services.common.database import make_engine
     from services.common.relay import Events
-    from services.demo import catalogue_rows, load_pickup_points, to_csv
+    from services.demo import catalogue_rows, load_pickup_points, load_tour, to_csv
     from services.inventory.catalogue import import_rows
     from services.inventory.domain import parse_catalogue
     from services.inventory.models import Outbox, Title
@@ -95,6 +99,7 @@ def demo_data(titles: int = typer.Option(300, help="how many titles"), seed: int
     setup()
     with Session(make_engine(db_url("reservations"))) as session, session.begin():
         points = load_pickup_points(session)
+    points += load_tour(db_url("bibliobus"))  # stop_registered tells reservations about them
     engine = make_engine(db_url("inventory"))
     with Session(engine) as session:
         if session.scalar(select(func.count()).select_from(Title)):

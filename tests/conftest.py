@@ -12,7 +12,7 @@ from services.common.auth import issue_token
 from services.common.migrate import upgrade
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-SERVICES = ("reservations", "inventory", "notifications")
+SERVICES = ("reservations", "inventory", "notifications", "bibliobus")
 RUN = uuid.uuid4().hex[:8]
 
 

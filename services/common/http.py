@@ -40,6 +40,8 @@ class Route(HttpRequestHandler):
     def __init__(self, method: str, url: str, *, roles: tuple[str, ...] | None, body: Any = None,
                  query: Any = None, response: Any = None, status: int = 200, summary: str = "",
                  raw_body: str | None = None, **kwargs: Any) -> None:
+        # Refusals (4xx) are expected: nameko then logs them as warnings, not as errors with a traceback.
+        kwargs.setdefault("expected_exceptions", (DriveError, ValidationError))
         super().__init__(method, url, **kwargs)
         self.roles = roles
         self.body_schema = _schema(body)

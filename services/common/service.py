@@ -6,9 +6,11 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from kombu import Connection
+from marshmallow import ValidationError
 from nameko.extensions import DependencyProvider
 
 from services.common.database import Database
+from services.common.errors import DriveError
 from services.common.http import Route, json_response, public
 from services.common.logs import bind_worker_context, clear_worker_context
 from services.common.openapi import build_openapi
@@ -33,6 +35,8 @@ class WorkerLogContext(DependencyProvider):
         elapsed_ms = round((time.monotonic() - self.started.pop(worker_ctx, time.monotonic())) * 1000, 1)
         if exc_info is None:
             log.info("worker done", extra={"duration_ms": elapsed_ms})
+        elif isinstance(exc_info[1], DriveError | ValidationError):
+            log.info("worker refused", extra={"duration_ms": elapsed_ms, "error": str(exc_info[1])})
         else:
             log.warning("worker failed", extra={"duration_ms": elapsed_ms, "error": repr(exc_info[1])})
 

@@ -1,4 +1,5 @@
-"""Inventory's rules: which copy to set aside, how long quarantine lasts, what a catalogue row must hold.
+"""Inventory's rules: how long quarantine lasts, what a catalogue row must hold, availability per site.
+(Which copy to set aside — home site first, then lowest barcode — is asked of the database: `shelves`.)
 Plain functions on plain values: no nameko, no session."""
 
 import csv
@@ -12,22 +13,6 @@ from stdnum import isbn as isbn_rules
 
 from services.common.errors import Invalid
 from services.events import MATERIALS
-
-
-@dataclass(frozen=True)
-class CopyCandidate:
-    barcode: str
-    site: str
-    shelf_mark: str
-
-
-def choose_copy(candidates: Sequence[CopyCandidate], pickup_site: str) -> tuple[CopyCandidate, bool] | None:
-    """A copy whose home is the pickup point's site first, else one from another site (needs a transfer).
-    Among equals, the lowest barcode, so the choice is stable and testable."""
-    if not candidates:
-        return None
-    best = min(candidates, key=lambda c: (c.site != pickup_site, c.barcode))
-    return best, best.site != pickup_site
 
 
 @dataclass(frozen=True)

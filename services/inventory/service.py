@@ -104,6 +104,15 @@ class InventoryService(DriveService):
 
     @event_handler("reservations", "reservation_placed")
     def on_reservation_placed(self, event):
+        # At a closed bibliobus stop no copy is taken yet: reservation_released_to_allocation follows.
+        if not event.data["waiting_for_stop"]:
+            self._allocate(event)
+
+    @event_handler("reservations", "reservation_released_to_allocation")
+    def on_reservation_released_to_allocation(self, event):
+        self._allocate(event)
+
+    def _allocate(self, event):
         data = event.data
         with self.db.begin():
             if not first_delivery(self.db, Inbox, event):

@@ -12,23 +12,16 @@ from services.common.auth import Principal
 from services.common.database import is_postgres
 from services.common.errors import Invalid, NotFound
 from services.common.relay import Events
-from services.reservations import domain
+from services.reservations import domain, stops
 from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation
 from services.reservations.policy import Policy
-
-
-def point_ref(point: PickupPoint) -> dict:
-    return {"id": point.id, "name": point.name, "kind": point.kind, "site": point.site}
-
-
-def line_ref(line: Line) -> dict:
-    return {"line_id": line.id, "title_id": line.title_id, "title": line.title, "material": line.material,
-            "barcode": line.barcode}
+from services.reservations.refs import line_ref, point_ref
 
 
 def find(session: Session, reservation_id: str, principal: Principal, lock: bool = False) -> Reservation:
     query = select(Reservation).where(Reservation.id == reservation_id)
-    reservation = session.scalars(query.with_for_update() if lock else query).first()
+    # Lock the reservation's row only: not the pickup point joined to it, which every placement touches.
+    reservation = session.scalars(query.with_for_update(of=Reservation) if lock else query).first()
     if reservation is None:
         raise NotFound(f"no reservation {reservation_id}", reservation_id=reservation_id)
     principal.require_card(reservation.patron)
@@ -58,33 +51,39 @@ def place(session: Session, events: Events, policy: Policy, principal: Principal
     point = session.get(PickupPoint, pickup_point_id)
     if point is None or not point.active:
         raise Invalid(f"unknown pickup point {pickup_point_id!r}", field="pickup_point")
+    stops.lock_for_placement(session, point)
     titles = {t.id: t for t in session.scalars(select(CatalogueTitle).where(CatalogueTitle.id.in_(title_ids)))}
     unknown = [t for t in title_ids if t not in titles]
     if unknown:
         raise Invalid(f"unknown title(s): {', '.join(unknown)}", field="titles", unknown=unknown)
     _lock_card(session, card)
     policy.quota.check(held_materials(session, card), [titles[t].material for t in title_ids])
-    reservation = Reservation(id=str(uuid.uuid4()), patron=card, pickup_point_id=point.id, status="placed",
-                              channel=channel, placed_at=datetime.now(UTC))
+    reservation = Reservation(id=str(uuid.uuid4()), patron=card, pickup_point_id=point.id,
+                              status=domain.initial_status(point.kind, point.enabled), channel=channel,
+                              placed_at=datetime.now(UTC))
     reservation.lines = [Line(id=str(uuid.uuid4()), position=i, title_id=t, title=titles[t].title,
                               material=titles[t].material, status="pending") for i, t in enumerate(title_ids)]
     session.add(reservation)
     session.flush()
     events.publish(session, "reservation_placed", {
         "reservation_id": reservation.id, "patron": card, "pickup_point": point_ref(point), "channel": channel,
-        "lines": [line_ref(ln) for ln in reservation.lines], "placed_at": reservation.placed_at})
+        "lines": [line_ref(ln) for ln in reservation.lines], "placed_at": reservation.placed_at,
+        "waiting_for_stop": reservation.status == "waiting_for_stop"})
     return reservation
 
 
 def make_ready(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime) -> None:
     domain.ensure_ready_to_prepare(reservation.status, [ln.status for ln in reservation.lines
                                                         if ln.status != "cancelled"])
+    visit = stops.assign_visit(session, reservation, now)
     reservation.status, reservation.ready_at = "ready", now
-    reservation.pickup_deadline = domain.pickup_deadline(now, policy.pickup_days)
+    # At a stop, the patron can collect no sooner than the visit: the deadline is never before it ends.
+    reservation.pickup_deadline = max(domain.pickup_deadline(now, policy.pickup_days),
+                                      visit["departs_at"] if visit else now)
     events.publish(session, "reservation_ready", {
         "reservation_id": reservation.id, "patron": reservation.patron,
         "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
-        "lines": [line_ref(ln) for ln in reservation.lines if ln.status == "allocated"]})
+        "lines": [line_ref(ln) for ln in reservation.lines if ln.status == "allocated"], "visit": visit})
 
 
 def collect(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime) -> None:
@@ -170,29 +169,23 @@ def remind_overdue(session: Session, events: Events, policy: Policy, now: dateti
 # --- inventory's events -----------------------------------------------------------------------------------
 
 def record_allocation(session: Session, data: dict) -> None:
-    reservation = session.get(Reservation, data["reservation_id"], with_for_update=True)
-    if reservation is None:
-        return
-    lines = {ln.id: ln for ln in reservation.lines}
+    """Straight conditional updates, no read first: a line takes its copy only while it still waits for one,
+    and the reservation moves on only from `placed` (hot path: one statement per line)."""
     for allocated in data["lines"]:
-        line = lines.get(allocated["line_id"])
-        if line is None or line.status not in ("pending", "waitlisted"):
-            continue
-        line.status, line.waitlist_position = "allocated", None
-        line.barcode, line.site = allocated["barcode"], allocated["site"]
-        line.shelf_mark, line.needs_transfer = allocated["shelf_mark"], allocated["needs_transfer"]
-    reservation.status = domain.status_after_allocation(reservation.status)
+        session.execute(update(Line).where(
+            Line.id == allocated["line_id"], Line.reservation_id == data["reservation_id"],
+            Line.status.in_(("pending", "waitlisted"))).values(
+            status="allocated", waitlist_position=None, barcode=allocated["barcode"], site=allocated["site"],
+            shelf_mark=allocated["shelf_mark"], needs_transfer=allocated["needs_transfer"]))
+    session.execute(update(Reservation).where(Reservation.id == data["reservation_id"],
+                                              Reservation.status == "placed").values(status="allocated"))
 
 
 def record_waiting(session: Session, data: dict) -> None:
-    reservation = session.get(Reservation, data["reservation_id"], with_for_update=True)
-    if reservation is None:
-        return
-    lines = {ln.id: ln for ln in reservation.lines}
     for waiting in data["lines"]:
-        line = lines.get(waiting["line_id"])
-        if line is not None and line.status == "pending":
-            line.status, line.waitlist_position = "waitlisted", waiting["waitlist_position"]
+        session.execute(update(Line).where(
+            Line.id == waiting["line_id"], Line.reservation_id == data["reservation_id"], Line.status == "pending")
+            .values(status="waitlisted", waitlist_position=waiting["waitlist_position"]))
 
 
 def record_return(session: Session, data: dict) -> None:

@@ -5,11 +5,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from services.common.errors import Conflict, Invalid
 
 # Where a reservation may go from each status. Final: collected, cancelled, expired.
 TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "waiting_for_stop": frozenset({"placed", "cancelled"}),  # at a closed bibliobus stop, until it opens
     "placed": frozenset({"allocated", "cancelled"}),
     "allocated": frozenset({"ready", "cancelled"}),
     "ready": frozenset({"collected", "cancelled", "expired"}),
@@ -17,7 +19,7 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
     "cancelled": frozenset(),
     "expired": frozenset(),
 }
-OPEN_STATUSES = ("placed", "allocated", "ready")
+OPEN_STATUSES = ("waiting_for_stop", "placed", "allocated", "ready")
 OPEN_LINE_STATUSES = ("pending", "allocated", "waitlisted")
 
 
@@ -26,16 +28,32 @@ def ensure_transition(current: str, target: str) -> None:
         raise Conflict(f"a reservation that is {current} cannot become {target}", status=current)
 
 
+def initial_status(point_kind: str, point_enabled: bool) -> str:
+    """A reservation at a closed bibliobus stop is taken (it is demand) but waits for the stop to open."""
+    return "waiting_for_stop" if point_kind == "bibliobus_stop" and not point_enabled else "placed"
+
+
+class Arriving(Protocol):
+    arrives_at: datetime
+
+
+V = TypeVar("V", bound=Arriving)
+
+
+def choose_visit(visits: Iterable[V], taken: Mapping[datetime, int], capacity: int) -> V:
+    """The first coming visit whose vehicle still has room (`taken`: reservations per visit, by arrival)."""
+    for visit in visits:
+        if taken.get(visit.arrives_at, 0) < capacity:
+            return visit
+    raise Conflict("every visit of the coming weeks is full at this stop", field="pickup_point")
+
+
 def ensure_ready_to_prepare(status: str, line_statuses: Sequence[str]) -> None:
     """Ready means every line has its copy set aside: nothing still pending or waitlisted."""
     ensure_transition(status, "ready")
     waiting = sum(s in ("pending", "waitlisted") for s in line_statuses)
     if waiting:
         raise Conflict(f"{waiting} line(s) still wait for a copy", status=status)
-
-
-def status_after_allocation(status: str) -> str:
-    return "allocated" if status == "placed" else status
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 (kept from inventory's `title_catalogued` events, so placing a reservation needs no call to inventory)."""
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common.reliability import InboxMixin, OutboxMixin, utcnow
@@ -30,6 +31,13 @@ class PickupPoint(Base):
     kind: Mapped[str] = mapped_column(String(20))
     site: Mapped[str] = mapped_column(String(40))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bibliobus stops only, kept from bibliobus's events: open for drive pickup or not, and the tour.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    district: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    visits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    timezone: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    capacity_per_visit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class CatalogueTitle(Base):
@@ -55,6 +63,9 @@ class Reservation(Base):
     pickup_deadline: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     closed_by: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # At a bibliobus stop: the visit whose vehicle carries it (set when it is made ready).
+    visit_arrives_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    visit_departs_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
     lines: Mapped[list["Line"]] = relationship(order_by="Line.position", lazy="selectin")
     pickup_point: Mapped[PickupPoint] = relationship(lazy="joined", innerjoin=True)

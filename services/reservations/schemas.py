@@ -5,11 +5,27 @@ from marshmallow import Schema, fields, validate
 CHANNELS = ("web", "phone", "counter")
 
 
+class TourSlotSchema(Schema):
+    weekday = fields.String()
+    arrives = fields.String()
+    departs = fields.String()
+
+
 class PickupPointSchema(Schema):
     id = fields.String()
     name = fields.String()
     kind = fields.String()
     site = fields.String()
+    enabled = fields.Boolean(metadata={"description": "a bibliobus stop: open for drive pickup (else reservations "
+                                                      "there wait for it to open)"})
+    district = fields.String(allow_none=True)
+    visits = fields.List(fields.Nested(TourSlotSchema), allow_none=True)
+    capacity_per_visit = fields.Integer(allow_none=True)
+
+
+class VisitSchema(Schema):
+    arrives_at = fields.DateTime()
+    departs_at = fields.DateTime()
 
 
 class PlaceReservationSchema(Schema):
@@ -47,6 +63,7 @@ class ReservationSchema(Schema):
     closed_at = fields.DateTime(allow_none=True)
     closed_by = fields.String(allow_none=True)
     lines = fields.List(fields.Nested(LineSchema))
+    visit = fields.Nested(VisitSchema, allow_none=True, metadata={"description": "at a bibliobus stop, once ready"})
 
 
 class PreparationItemSchema(Schema):

@@ -12,7 +12,7 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.reservations import desk, views
+from services.reservations import desk, stops, views
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
@@ -136,6 +136,18 @@ class ReservationsService(DriveService):
     @event_handler("inventory", "title_catalogued")
     def on_title_catalogued(self, event):
         self._apply(event, desk.record_title)
+
+    @event_handler("bibliobus", "stop_registered")
+    def on_stop_registered(self, event):
+        self._apply(event, lambda db, data: stops.record_stop(db, self.events, data))
+
+    @event_handler("bibliobus", "stop_enabled")
+    def on_stop_enabled(self, event):
+        self._apply(event, lambda db, data: stops.record_switch(db, self.events, data, enabled=True))
+
+    @event_handler("bibliobus", "stop_disabled")
+    def on_stop_disabled(self, event):
+        self._apply(event, lambda db, data: stops.record_switch(db, self.events, data, enabled=False))
 
     def _apply(self, event, effect):
         with self.db.begin():

@@ -19,6 +19,8 @@ def reservation_view(reservation: Reservation) -> dict:
         "placed_at": reservation.placed_at, "ready_at": reservation.ready_at,
         "pickup_deadline": reservation.pickup_deadline, "closed_at": reservation.closed_at,
         "closed_by": reservation.closed_by,
+        "visit": {"arrives_at": reservation.visit_arrives_at, "departs_at": reservation.visit_departs_at}
+        if reservation.visit_arrives_at else None,
         "lines": [{"id": ln.id, "title_id": ln.title_id, "title": ln.title, "material": ln.material,
                    "status": ln.status, "barcode": ln.barcode, "site": ln.site, "shelf_mark": ln.shelf_mark,
                    "needs_transfer": ln.needs_transfer, "waitlist_position": ln.waitlist_position}

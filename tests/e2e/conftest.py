@@ -11,6 +11,7 @@ import requests
 from nameko.testing.utils import find_free_port
 from sqlalchemy.orm import Session
 
+from services.bibliobus.service import BibliobusService
 from services.cli import SERVICE_CLASSES
 from services.common.database import make_engine
 from services.common.messaging import declare_topology
@@ -61,16 +62,30 @@ class Processes:
                 proc.kill()
 
 
+class Databases(dict):
+    """Each service's fresh database, created the first time a test asks for it."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, service: str) -> str:
+        self[service] = url = self.make(service)
+        return url
+
+
 @pytest.fixture
 def system(make_database, rabbit_config, tmp_path):
-    urls = {"reservations": make_database("reservations"), "inventory": make_database("inventory")}
+    urls = Databases(make_database)
     engine = make_engine(urls["reservations"], pool_size=1)
     with Session(engine) as session, session.begin():
         load_pickup_points(session)
     engine.dispose()
-    declare_topology([ReservationsService, InventoryService], {"AMQP_URI": rabbit_config["AMQP_URI"]})
+    declare_topology([ReservationsService, InventoryService, BibliobusService],
+                     {"AMQP_URI": rabbit_config["AMQP_URI"]})
     processes = Processes(rabbit_config["AMQP_URI"], urls, tmp_path)
-    tap = EventTap(rabbit_config["AMQP_URI"], {"reservations.events": "#", "inventory.events": "#"})
+    tap = EventTap(rabbit_config["AMQP_URI"], {"reservations.events": "#", "inventory.events": "#",
+                                               "bibliobus.events": "#"})
     processes.tap, processes.vhost = tap, rabbit_config["vhost"]
     yield processes
     processes.stop_all()

@@ -1,5 +1,5 @@
-"""Both services of the drive in this process, each on its own fresh PostgreSQL database, sharing a fresh
-RabbitMQ vhost: the integration tier, driven over HTTP and AMQP."""
+"""Both services of the drive in this process (and the bibliobus service on request), each on its own fresh
+PostgreSQL database, sharing a fresh RabbitMQ vhost: the integration tier, driven over HTTP and AMQP."""
 
 from dataclasses import dataclass
 
@@ -7,6 +7,7 @@ import pytest
 from nameko.testing.utils import find_free_port
 from sqlalchemy.orm import Session
 
+from services.bibliobus.service import BibliobusService
 from services.common.database import make_engine
 from services.common.messaging import declare_topology
 from services.demo import load_pickup_points
@@ -22,6 +23,7 @@ class Drive:
     tap: EventTap
     config: dict
     urls: dict
+    bibliobus: Client | None = None
 
 
 def service_config(rabbit_config: dict, db_url: str, **extra) -> dict:
@@ -36,7 +38,9 @@ def drive_factory(make_database, rabbit_config, container_factory, token):
     # Argument order matters: containers stop before the vhost and databases they use are removed.
     taps = []
 
-    def start(reservations_extra: dict | None = None, inventory_extra: dict | None = None) -> Drive:
+    def start(reservations_extra: dict | None = None, inventory_extra: dict | None = None,
+              bibliobus_extra: dict | None = None) -> Drive:
+        """`bibliobus_extra` (even `{}`) starts the bibliobus service too."""
         urls = {"reservations": make_database("reservations"), "inventory": make_database("inventory")}
         engine = make_engine(urls["reservations"], pool_size=1)
         with Session(engine) as session, session.begin():
@@ -45,14 +49,23 @@ def drive_factory(make_database, rabbit_config, container_factory, token):
         res_cfg = service_config(rabbit_config, urls["reservations"], **(reservations_extra or {}))
         inv_cfg = service_config(rabbit_config, urls["inventory"], **(inventory_extra or {}))
         declare_topology([ReservationsService, InventoryService], res_cfg)
-        tap = EventTap(rabbit_config["AMQP_URI"], {"reservations.events": "#", "inventory.events": "#"})
+        tap = EventTap(rabbit_config["AMQP_URI"], {"reservations.events": "#", "inventory.events": "#",
+                                                   "bibliobus.events": "#"})
         taps.append(tap)
         container_factory(ReservationsService, res_cfg).start()
         container_factory(InventoryService, inv_cfg).start()
         staff = token("staff")
-        return Drive(Client(f"http://{res_cfg['WEB_SERVER_ADDRESS']}", staff),
-                     Client(f"http://{inv_cfg['WEB_SERVER_ADDRESS']}", staff), tap,
-                     {"reservations": res_cfg, "inventory": inv_cfg}, urls)
+        drive = Drive(Client(f"http://{res_cfg['WEB_SERVER_ADDRESS']}", staff),
+                      Client(f"http://{inv_cfg['WEB_SERVER_ADDRESS']}", staff), tap,
+                      {"reservations": res_cfg, "inventory": inv_cfg}, urls)
+        if bibliobus_extra is not None:
+            urls["bibliobus"] = make_database("bibliobus")
+            bib_cfg = service_config(rabbit_config, urls["bibliobus"], **bibliobus_extra)
+            declare_topology([BibliobusService], bib_cfg)
+            container_factory(BibliobusService, bib_cfg).start()
+            drive.config["bibliobus"] = bib_cfg
+            drive.bibliobus = Client(f"http://{bib_cfg['WEB_SERVER_ADDRESS']}", token("analyst", "analyst-1"))
+        return drive
 
     yield start
     for tap in taps:

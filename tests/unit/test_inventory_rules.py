@@ -6,10 +6,8 @@ import pytest
 
 from services.common.errors import Invalid
 from services.inventory.domain import (
-    CopyCandidate,
     QuarantinePolicy,
     availability,
-    choose_copy,
     normalise_isbn,
     parse_catalogue,
     parse_material_hours,
@@ -17,19 +15,6 @@ from services.inventory.domain import (
 
 SITES = ["central", "neighbourhood"]
 HEADER = "isbn,title,author,material,barcode,site,shelf_mark\n"
-
-
-def test_choose_copy_prefers_the_pickup_site():
-    copies = [CopyCandidate("A1", "central", "R 1"), CopyCandidate("B2", "neighbourhood", "R 1"),
-              CopyCandidate("B1", "neighbourhood", "R 2")]
-    assert choose_copy(copies, "neighbourhood") == (copies[2], False)
-    assert choose_copy(copies, "central") == (copies[0], False)
-
-
-def test_choose_copy_from_another_site_needs_a_transfer():
-    copies = [CopyCandidate("A1", "central", "R 1")]
-    assert choose_copy(copies, "neighbourhood") == (copies[0], True)
-    assert choose_copy([], "central") is None
 
 
 def test_quarantine_length_per_material_and_plastic_cover():

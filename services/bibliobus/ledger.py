@@ -1,0 +1,75 @@
+"""What the bibliobus learns from reservations, inside the caller's transaction: demand signals (a
+reservation placed at a stop, an interest), and a replica of each stop's reservations (for the manifest and
+for the rule: a stop with reservations still to serve stays open)."""
+
+from datetime import datetime
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from services.bibliobus.control import evaluate_stops
+from services.bibliobus.intake import insert_new
+from services.bibliobus.models import DemandSignal, Stop, StopReservation
+from services.bibliobus.policy import Policy
+from services.bibliobus.tour import find
+from services.common.relay import Events
+
+STOP_KIND = "bibliobus_stop"
+# A replica row only moves forward: events of one reservation arrive on different queues, in any order.
+PROGRESS = {"waiting": 0, "placed": 0, "ready": 1, "collected": 2, "cancelled": 2, "expired": 2}
+
+
+def at_a_stop(data: dict) -> bool:
+    return data["pickup_point"]["kind"] == STOP_KIND
+
+
+def record_placed(session: Session, events: Events, policy: Policy, placed: list[dict], now: datetime) -> None:
+    """Reservations placed at stops are demand signals, evaluated at once (they may open their stops): a batch
+    of them in a few statements, each stop evaluated once for the batch."""
+    if not placed:
+        return
+    # RETURNING makes SQLAlchemy send the rows as multi-row VALUES, not one round trip each (psycopg2).
+    session.execute(insert(DemandSignal).returning(DemandSignal.id), [
+        {"stop_id": d["pickup_point"]["id"], "patron": d["patron"], "kind": "reservation",
+         "reservation_id": d["reservation_id"], "at": d["placed_at"]} for d in placed])
+    # A replica row that exists already came from a later event of the same reservation: it stays.
+    session.execute(insert_new(session, StopReservation).returning(StopReservation.reservation_id), [
+        {"reservation_id": d["reservation_id"], "stop_id": d["pickup_point"]["id"], "patron": d["patron"],
+         "status": "waiting" if d["waiting_for_stop"] else "placed", "placed_at": d["placed_at"], "lines": [],
+         "updated_at": now} for d in placed])
+    evaluate_stops(session, events, policy, now, {d["pickup_point"]["id"] for d in placed})
+
+
+def record_ready(session: Session, data: dict, now: datetime) -> None:
+    row = _advance(session, data, "ready", now)
+    visit = data.get("visit") or {}
+    row.visit_arrives_at, row.visit_departs_at = visit.get("arrives_at"), visit.get("departs_at")
+    row.lines = [{"title": ln.get("title"), "barcode": ln.get("barcode"), "title_id": ln["title_id"]}
+                 for ln in data["lines"]]
+
+
+def record_closed(session: Session, data: dict, status: str, now: datetime) -> None:
+    _advance(session, data, status, now)
+
+
+def _advance(session: Session, data: dict, status: str, now: datetime,
+             placed_at: datetime | None = None) -> StopReservation:
+    row = session.get(StopReservation, data["reservation_id"], with_for_update=True)
+    if row is None:
+        row = StopReservation(reservation_id=data["reservation_id"], stop_id=data["pickup_point"]["id"],
+                              patron=data["patron"], status=status, placed_at=placed_at or now, lines=[])
+        session.add(row)
+    elif PROGRESS[status] >= PROGRESS[row.status]:
+        row.status = status
+    row.updated_at = now
+    return row
+
+
+def record_interest(session: Session, events: Events, policy: Policy, stop_id: str, patron: str, by: str,
+                    now: datetime) -> Stop:
+    """"I would collect at this stop", from the patron or from staff taking a phone call."""
+    stop = find(session, stop_id)
+    session.add(DemandSignal(stop_id=stop.id, patron=patron, kind="interest", recorded_by=by, at=now))
+    session.flush()
+    evaluate_stops(session, events, policy, now, [stop.id])
+    return stop

@@ -1,0 +1,60 @@
+"""Analysts set the network's thresholds and window, or a stop's own thresholds, saying why. Checked whole
+before anything is written; applied at once (an evaluation of the stops concerned), and audited."""
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.bibliobus.control import audit, evaluate_stops, network
+from services.bibliobus.domain import Thresholds
+from services.bibliobus.models import NetworkSettings, Stop
+from services.bibliobus.policy import Policy
+from services.bibliobus.tour import find
+from services.common.errors import Invalid
+from services.common.relay import Events
+
+
+def describe(session: Session, policy: Policy) -> dict:
+    net = network(session, policy)
+    return {"enable_threshold": net.thresholds.enable, "disable_threshold": net.thresholds.disable,
+            "consecutive_evaluations": net.thresholds.consecutive, "window_days": net.window_days,
+            "updated_by": net.settings.updated_by, "updated_at": net.settings.updated_at}
+
+
+def set_network(session: Session, events: Events, policy: Policy, body: dict, by: str, now: datetime) -> dict:
+    row = session.get(NetworkSettings, 1, with_for_update=True)
+    current = network(session, policy)
+    new = Thresholds(body["enable_threshold"], body["disable_threshold"],
+                     body.get("consecutive_evaluations") or current.thresholds.consecutive).check()
+    for stop in session.scalars(select(Stop).order_by(Stop.id)):
+        _check_stop(stop.id, new.overridden(stop.enable_threshold, stop.disable_threshold,
+                                            stop.consecutive_evaluations))
+    row.enable_threshold, row.disable_threshold, row.consecutive_evaluations = new.enable, new.disable, new.consecutive
+    row.window_days = body.get("window_days") or current.window_days
+    row.updated_by, row.updated_at = by, now
+    audit(session, None, "thresholds", "manual", by, body["reason"], None, new, now,
+          detail={"consecutive_evaluations": new.consecutive, "window_days": row.window_days})
+    evaluate_stops(session, events, policy, now)
+    return describe(session, policy)
+
+
+def set_stop(session: Session, events: Events, policy: Policy, stop_id: str, body: dict, by: str,
+             now: datetime) -> Stop:
+    """`null` gives a threshold back to the network's default."""
+    stop = find(session, stop_id, lock=True)
+    own = (body["enable_threshold"], body["disable_threshold"], body["consecutive_evaluations"])
+    effective = network(session, policy).thresholds.overridden(*own)
+    _check_stop(stop.id, effective)
+    stop.enable_threshold, stop.disable_threshold, stop.consecutive_evaluations = own
+    audit(session, stop.id, "thresholds", "manual", by, body["reason"], stop.demand, effective, now,
+          detail={"enable_threshold": own[0], "disable_threshold": own[1], "consecutive_evaluations": own[2]})
+    evaluate_stops(session, events, policy, now, [stop.id])
+    return stop
+
+
+def _check_stop(stop_id: str, thresholds: Thresholds) -> None:
+    try:
+        thresholds.check()
+    except Invalid as exc:
+        raise Invalid(f"stop {stop_id}: {exc.message}", stop=stop_id, **exc.details) from exc

@@ -1,0 +1,120 @@
+"""What analysts and staff read back: stops with their demand and state, a stop's demand day by day, its
+audit history, the manifest of its next visit, and what-ifs."""
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.bibliobus import whatif
+from services.bibliobus.control import Network, demand_by_stop, network, pending_by_stop
+from services.bibliobus.domain import Signal, window_start
+from services.bibliobus.models import Decision, DemandSignal, Stop, StopReservation
+from services.bibliobus.policy import Policy
+from services.bibliobus.schedule import next_visit
+from services.bibliobus.tour import find
+from services.common.errors import Invalid
+
+
+def stop_view(stop: Stop, net: Network, demand: int, pending: int, policy: Policy, now: datetime) -> dict:
+    thresholds = net.for_stop(stop)
+    visit = next_visit(stop.visits, now, policy.timezone)
+    return {"id": stop.id, "name": stop.name, "district": stop.district, "latitude": stop.latitude,
+            "longitude": stop.longitude, "capacity_per_visit": stop.capacity_per_visit, "visits": stop.visits,
+            "enabled": stop.enabled, "mode": stop.mode, "demand": demand, "pending_reservations": pending,
+            "enable_threshold": thresholds.enable, "disable_threshold": thresholds.disable,
+            "consecutive_evaluations": thresholds.consecutive, "rounds_below": stop.rounds_below,
+            "own_thresholds": any(v is not None for v in (stop.enable_threshold, stop.disable_threshold,
+                                                          stop.consecutive_evaluations)),
+            "next_visit": visit.as_ref(stop.id) if visit else None, "revision": stop.revision}
+
+
+def list_stops(session: Session, policy: Policy, now: datetime, stop_ids: list[str] | None = None) -> list[dict]:
+    net = network(session, policy)
+    query = select(Stop).order_by(Stop.id)
+    stops = session.scalars(query if stop_ids is None else query.where(Stop.id.in_(stop_ids))).all()
+    demand = demand_by_stop(session, now, net.window_days, stop_ids)
+    pending = pending_by_stop(session, stop_ids)
+    return [stop_view(s, net, demand.get(s.id, 0), pending.get(s.id, 0), policy, now) for s in stops]
+
+
+def stop_detail(session: Session, policy: Policy, stop_id: str, now: datetime) -> dict:
+    return list_stops(session, policy, now, [find(session, stop_id).id])[0]
+
+
+def signals(session: Session, since: datetime, until: datetime, stop_id: str | None = None) -> list[Signal]:
+    query = select(DemandSignal.stop_id, DemandSignal.patron, DemandSignal.at).where(
+        DemandSignal.at > since, DemandSignal.at <= until)
+    if stop_id is not None:
+        query = query.where(DemandSignal.stop_id == stop_id)
+    return [Signal(*row) for row in session.execute(query)]
+
+
+def demand_report(session: Session, policy: Policy, stop_id: str, days: int, now: datetime) -> dict:
+    """The stop's demand at the end of each of the last `days` days (today so far included)."""
+    view = stop_detail(session, policy, stop_id, now)
+    net = network(session, policy)
+    today = now.astimezone(ZoneInfo(policy.timezone)).date()
+    calendar = whatif.days_between(today - timedelta(days=days - 1), today)
+    ends = [min(end, now) for end in whatif.day_ends(calendar, policy.timezone)]
+    recorded = sorted(signals(session, window_start(ends[0], net.window_days), now, stop_id), key=lambda s: s.at)
+    series = whatif.demand_by_day(recorded, ends, net.window_days)
+    kinds = session.execute(select(DemandSignal.kind).where(
+        DemandSignal.stop_id == stop_id, DemandSignal.at > window_start(now, net.window_days))).scalars().all()
+    return {**view, "window_days": net.window_days, "reservations_in_window": kinds.count("reservation"),
+            "interests_in_window": kinds.count("interest"),
+            "series": [{"day": d, "demand": n} for d, n in zip(calendar, series, strict=True)]}
+
+
+def history(session: Session, stop_id: str, limit: int) -> list[Decision]:
+    find(session, stop_id)
+    return list(session.scalars(select(Decision).where(Decision.stop_id == stop_id)
+                                .order_by(Decision.at.desc(), Decision.id.desc()).limit(limit)))
+
+
+def manifest(session: Session, policy: Policy, stop_id: str, now: datetime) -> dict:
+    """The ready reservations to load for the stop's next visit, within the vehicle's capacity for it."""
+    stop = find(session, stop_id)
+    visit = next_visit(stop.visits, now, policy.timezone)
+    rows = [] if visit is None else session.scalars(select(StopReservation).where(
+        StopReservation.stop_id == stop.id, StopReservation.status == "ready",
+        StopReservation.visit_arrives_at >= visit.arrives_at, StopReservation.visit_arrives_at < visit.departs_at)
+        .order_by(StopReservation.updated_at, StopReservation.reservation_id)).all()
+    load = rows[:stop.capacity_per_visit]
+    return {"stop_id": stop.id, "name": stop.name, "enabled": stop.enabled,
+            "visit": visit.as_ref(stop.id) if visit else None, "capacity": stop.capacity_per_visit,
+            "reservations": [{"reservation_id": r.reservation_id, "patron": r.patron, "lines": r.lines}
+                             for r in load], "left_for_later": len(rows) - len(load)}
+
+
+def what_if(session: Session, policy: Policy, body: dict, now: datetime) -> dict:
+    """Replay the recorded signals of [first, last] under the given thresholds (each stop's own thresholds
+    are replaced too: the question is "what if every stop had these")."""
+    first, last = _period(body["first"], body["last"], now.astimezone(ZoneInfo(policy.timezone)).date())
+    net = network(session, policy)
+    window = body.get("window_days") or net.window_days
+    thresholds = net.thresholds.overridden(body["enable_threshold"], body["disable_threshold"],
+                                           body.get("consecutive_evaluations")).check()
+    stops = session.scalars(select(Stop).order_by(Stop.id)).all()
+    calendar = whatif.days_between(first, last)
+    ends = whatif.day_ends(calendar, policy.timezone)
+    recorded = signals(session, window_start(ends[0], window), ends[-1])
+    replays = whatif.replay(recorded, [s.id for s in stops], calendar, window, {s.id: thresholds for s in stops},
+                            policy.timezone)
+    names = {s.id: s.name for s in stops}
+    return {"first": first, "last": last, "window_days": window, "enable_threshold": thresholds.enable,
+            "disable_threshold": thresholds.disable, "consecutive_evaluations": thresholds.consecutive,
+            "days": calendar,
+            "stops": [{"stop_id": r.stop_id, "name": names[r.stop_id], "open_days": sum(r.opened),
+                       "demand": r.demand, "open": r.opened} for r in replays]}
+
+
+def _period(first: date, last: date, today: date, longest: int = 366) -> tuple[date, date]:
+    if last < first:
+        raise Invalid("the period ends before it starts", field="last")
+    if last > today:
+        raise Invalid("a what-if replays the past: the period cannot end after today", field="last")
+    if (last - first).days >= longest:
+        raise Invalid(f"a what-if covers at most {longest} days", field="first")
+    return first, last

@@ -1,0 +1,204 @@
+"""The bibliobus service over HTTP, with reservations and inventory on the same broker: stops offered as
+pickup points, demand, the rule, overrides and their audit, thresholds; bad input and access refused."""
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from openapi_spec_validator import validate
+from sqlalchemy import create_engine, func, select
+
+from services.bibliobus.models import Decision, DemandSignal, Stop
+from tests.helpers import Client, wait_for
+
+RULE = {"STOP_ENABLE_THRESHOLD": 3, "STOP_DISABLE_THRESHOLD": 1, "STOP_CONSECUTIVE_EVALUATIONS": 2}
+
+
+def daily_visits(margin_hours: int = 3) -> list[dict]:
+    """A visit every day at an hour far from now, so that "the next visit" cannot change during a test."""
+    hour = (datetime.now(ZoneInfo("Europe/Paris")).hour + margin_hours) % 24
+    hour = 1 if hour >= 23 else hour
+    return [{"weekday": day, "arrives": f"{hour:02d}:00", "departs": f"{hour:02d}:45"}
+            for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")]
+
+
+def stop_body(stop_id: str, capacity: int = 10, **extra) -> dict:
+    return {"id": stop_id, "name": f"Arrêt {stop_id}", "district": "Saint-Rémy", "latitude": 46.7647,
+            "longitude": 4.8331, "capacity_per_visit": capacity, "visits": daily_visits(), **extra}
+
+
+def add_stop(drive, stop_id: str, capacity: int = 10) -> dict:
+    """Add a stop, and wait until reservations offers it as a pickup point."""
+    created = drive.bibliobus.post("/stops", json=stop_body(stop_id, capacity))
+    assert created.status_code == 201, created.text
+    wait_for(lambda: any(p["id"] == stop_id for p in drive.reservations.get("/pickup-points").json()),
+             what="the stop among reservations' pickup points")
+    return created.json()
+
+
+def count(drive, model, *where) -> int:
+    engine = create_engine(drive.urls["bibliobus"])
+    with engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(model).where(*where)).scalar()
+    engine.dispose()
+    return n
+
+
+@pytest.fixture
+def bus(drive_factory):
+    return drive_factory(bibliobus_extra=dict(RULE))
+
+
+def test_a_stop_is_a_pickup_point_that_opens_when_enough_patrons_ask(bus, token):
+    stop = add_stop(bus, "lux")
+    assert (stop["enabled"], stop["mode"], stop["demand"], stop["enable_threshold"]) == (False, "auto", 0, 3)
+    point = next(p for p in bus.reservations.get("/pickup-points").json() if p["id"] == "lux")
+    assert (point["kind"], point["enabled"], point["district"]) == ("bibliobus_stop", False, "Saint-Rémy")
+    registered = bus.tap.wait("stop_registered", stop_id="lux")[0]["data"]
+    assert registered["site"] == "central" and registered["visits"] == daily_visits()
+
+    for n, card in enumerate(["C1", "C2", "C2"]):  # C2 twice: distinct patrons count
+        asked = bus.bibliobus.post("/stops/lux/interest", headers=token("patron", card), json={"patron": card})
+        assert asked.status_code == 201, asked.text
+        assert asked.json()["demand"] == min(n + 1, 2) and not asked.json()["enabled"]
+    phoned = bus.bibliobus.post("/stops/lux/interest", headers=token("staff"), json={"patron": "C3"})
+    assert phoned.json()["enabled"] and phoned.json()["demand"] == 3
+    enabled = bus.tap.wait("stop_enabled", stop_id="lux")[0]["data"]
+    assert (enabled["reason"], enabled["demand"], enabled["enable_threshold"], enabled["disable_threshold"],
+            enabled["decided_by"]) == ("threshold", 3, 3, 1, "rule")
+    wait_for(lambda: next(p for p in bus.reservations.get("/pickup-points").json() if p["id"] == "lux")["enabled"],
+             what="reservations to learn the stop opened")
+    history = bus.bibliobus.get("/stops/lux/history").json()
+    assert [(h["action"], h["reason"], h["decided_by"], h["demand"]) for h in history] == [
+        ("enabled", "threshold", "rule", 3)]
+    assert count(bus, DemandSignal, DemandSignal.stop_id == "lux") == 4
+
+
+def test_an_analyst_forces_a_stop_and_gives_it_back_to_the_rule_which_closes_it_after_its_rounds(
+        drive_factory, token):
+    bus = drive_factory(bibliobus_extra={**RULE, "DEMAND_EVALUATION_SECONDS": 0.2})
+    add_stop(bus, "crissey")
+    forced = bus.bibliobus.post("/stops/crissey/override", json={"mode": "on", "reason": "fête du village"})
+    assert forced.status_code == 200 and forced.json()["enabled"] and forced.json()["mode"] == "on"
+    enabled = bus.tap.wait("stop_enabled", stop_id="crissey")[0]["data"]
+    assert (enabled["reason"], enabled["decided_by"], enabled["note"]) == ("manual", "analyst-1", "fête du village")
+    bus.tap.drain()
+    assert bus.tap.of_type("stop_disabled") == []  # forced on: the rounds (demand 0) do not close it
+
+    back = bus.bibliobus.post("/stops/crissey/override", json={"mode": "auto", "reason": "fête finie"})
+    assert back.json()["mode"] == "auto"
+    disabled = bus.tap.wait("stop_disabled", stop_id="crissey", timeout=10)[0]["data"]
+    assert (disabled["reason"], disabled["decided_by"], disabled["demand"]) == ("threshold", "rule", 0)
+    actions = [(h["action"], h["decided_by"], h["note"]) for h in bus.bibliobus.get("/stops/crissey/history").json()]
+    assert actions == [("disabled", "rule", None), ("override_auto", "analyst-1", "fête finie"),
+                       ("enabled", "analyst-1", "fête du village"), ("override_on", "analyst-1", "fête du village")]
+
+
+def test_thresholds_apply_at_once_and_a_stop_may_have_its_own(bus, token):
+    add_stop(bus, "stade")
+    add_stop(bus, "lux")
+    for card in ("C1", "C2"):
+        bus.bibliobus.post("/stops/stade/interest", headers=token("staff"), json={"patron": card})
+    assert not bus.bibliobus.get("/stops/stade").json()["enabled"]
+    lowered = bus.bibliobus.call("PUT", "/thresholds", json={"enable_threshold": 2, "disable_threshold": 1,
+                                                      "window_days": 7, "reason": "rentrée: tester la demande"})
+    assert lowered.status_code == 200, lowered.text
+    assert (lowered.json()["enable_threshold"], lowered.json()["window_days"], lowered.json()["updated_by"]) == (
+        2, 7, "analyst-1")
+    assert bus.bibliobus.get("/stops/stade").json()["enabled"]
+    assert bus.tap.wait("stop_enabled", stop_id="stade")[0]["data"]["enable_threshold"] == 2
+
+    own = bus.bibliobus.call("PUT", "/stops/lux/thresholds", json={
+        "enable_threshold": 8, "disable_threshold": None, "reason": "arrêt très fréquenté"})
+    assert own.status_code == 200, own.text
+    assert (own.json()["enable_threshold"], own.json()["disable_threshold"], own.json()["own_thresholds"]) == (
+        8, 1, True)
+    assert bus.bibliobus.get("/stops/stade").json()["enable_threshold"] == 2
+
+
+def test_bad_input_answers_4xx_naming_the_field_and_changes_nothing(bus, token):
+    add_stop(bus, "lux")
+    before = bus.bibliobus.get("/thresholds").json()
+    refused = [  # (method, path, body, status, field named)
+        ("GET", "/stops/nowhere", None, 404, None),
+        ("POST", "/stops/nowhere/override", {"mode": "on", "reason": "parce que"}, 404, None),
+        ("POST", "/stops/nowhere/interest", {"patron": "C1"}, 404, None),
+        ("POST", "/stops/lux/override", {"mode": "on"}, 400, "reason"),
+        ("POST", "/stops/lux/override", {"mode": "sometimes", "reason": "parce que"}, 400, "mode"),
+        ("PUT", "/thresholds", {"enable_threshold": -1, "disable_threshold": 0, "reason": "essai"}, 400,
+         "enable_threshold"),
+        ("PUT", "/thresholds", {"enable_threshold": 2, "disable_threshold": 4, "reason": "essai"}, 400,
+         "disable_threshold"),
+        ("PUT", "/thresholds", {"enable_threshold": 5, "disable_threshold": 2}, 400, "reason"),
+        ("PUT", "/stops/lux/thresholds", {"enable_threshold": 1, "disable_threshold": None, "reason": "essai"}, 400,
+         "disable_threshold"),
+        ("POST", "/stops", stop_body("lux"), 409, None),
+        ("POST", "/stops", stop_body("new", visits=[{"weekday": "monday", "arrives": "10:00", "departs": "09:00"}]),
+         400, "visits"),
+        ("POST", "/stops", stop_body("Bad Id"), 400, "id"),
+        ("POST", "/what-if", {"first": "2026-01-10", "last": "2026-01-01", "enable_threshold": 3,
+                              "disable_threshold": 1}, 400, "last"),
+    ]
+    for method, path, body, status, field in refused:
+        staff_only = token("staff") if path.endswith("/interest") else None  # a phone call: staff
+        answer = bus.bibliobus.call(method, path, json=body, headers=staff_only)
+        assert answer.status_code == status, (method, path, answer.text)
+        payload = answer.json()
+        if field is not None:
+            assert field in (payload.get("fields") or {}) or payload.get("details", {}).get("field") == field, (
+                path, payload)
+    assert bus.bibliobus.get("/thresholds").json() == before
+    assert bus.bibliobus.get("/stops/lux").json()["mode"] == "auto"
+    assert count(bus, Decision) == 0 and count(bus, Stop) == 1 and count(bus, DemandSignal) == 0
+    at_nowhere = bus.reservations.post("/reservations", json={"patron": "C1", "pickup_point": "nowhere",
+                                                              "titles": ["t"]})
+    assert at_nowhere.status_code == 400 and at_nowhere.json()["details"]["field"] == "pickup_point"
+
+
+ROUTES = [("GET", "/stops"), ("POST", "/stops"), ("GET", "/stops/lux"), ("PUT", "/stops/lux"),
+          ("GET", "/stops/lux/demand"), ("GET", "/stops/lux/demand.png"), ("GET", "/map.png"),
+          ("POST", "/stops/lux/interest"), ("POST", "/stops/lux/override"), ("GET", "/stops/lux/history"),
+          ("GET", "/stops/lux/manifest"), ("GET", "/thresholds"), ("PUT", "/thresholds"),
+          ("PUT", "/stops/lux/thresholds"), ("POST", "/what-if")]
+
+
+def test_every_route_wants_a_token_and_the_right_role(bus, token):
+    add_stop(bus, "lux")
+    anonymous = Client(bus.bibliobus.base)
+    for method, path in ROUTES:
+        assert anonymous.call(method, path).status_code == 401, (method, path)
+    patron, staff, ops = token("patron", "C7"), token("staff"), token("ops", "ops-1")
+    for method, path in ROUTES:
+        if (method, path) not in {("GET", "/stops"), ("GET", "/stops/lux"), ("POST", "/stops/lux/interest")}:
+            assert bus.bibliobus.call(method, path, headers=patron, json={}).status_code == 403, (method, path)
+    for method, path in [("POST", "/stops/lux/override"), ("PUT", "/thresholds"), ("PUT", "/stops/lux/thresholds")]:
+        assert bus.bibliobus.call(method, path, headers=staff, json={}).status_code == 403, (method, path)
+    assert bus.bibliobus.get("/stops", headers=patron).status_code == 200
+    assert bus.bibliobus.get("/stops/lux", headers=ops).status_code == 200
+    other_card = bus.bibliobus.post("/stops/lux/interest", headers=patron, json={"patron": "C8"})
+    assert other_card.status_code == 403 and count(bus, DemandSignal) == 0
+    own_card = bus.bibliobus.post("/stops/lux/interest", headers=patron, json={"patron": "C7"})
+    assert own_card.status_code == 201
+    health = Client(bus.bibliobus.base).get("/health")
+    assert health.status_code == 200 and health.json()["checks"]["outbox_stuck"] == 0
+    document = Client(bus.bibliobus.base).get("/openapi.json").json()
+    validate(document)
+    assert {"/stops/{stop_id}/override", "/what-if", "/stops/{stop_id}/manifest"} <= set(document["paths"])
+
+
+def test_the_timer_round_is_claimed_by_one_replica_only(bus):
+    """Two replicas, one round: the second conditional update finds the round taken."""
+    from sqlalchemy.orm import Session
+
+    from services.bibliobus.control import claim_round
+
+    engine = create_engine(bus.urls["bibliobus"])
+    now = datetime.now(UTC)
+    with Session(engine) as first, Session(engine) as second:
+        with first.begin():
+            assert claim_round(first, now, every_seconds=60)
+        with second.begin():
+            assert not claim_round(second, now + timedelta(seconds=1), every_seconds=60)
+        with second.begin():
+            assert claim_round(second, now + timedelta(seconds=31), every_seconds=60)
+    engine.dispose()
