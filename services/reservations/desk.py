@@ -13,6 +13,7 @@ from services.common.database import is_postgres
 from services.common.errors import Invalid, NotFound
 from services.common.relay import Events
 from services.reservations import domain, stops
+from services.reservations.continuity import Suspension
 from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation
 from services.reservations.policy import Policy
 from services.reservations.refs import line_ref, point_ref
@@ -144,13 +145,20 @@ def expire_due(session: Session, events: Events, now: datetime, limit: int = 100
     return expired
 
 
-def remind_overdue(session: Session, events: Events, policy: Policy, now: datetime, limit: int = 200) -> int:
-    """One `loan_overdue` per loan per reminder step: the step is claimed by a conditional update."""
+def remind_overdue(session: Session, events: Events, policy: Policy, now: datetime,
+                   suspensions: Sequence[Suspension] = ()) -> int:
+    """One `loan_overdue` per loan per reminder step: the step is claimed by a conditional update. Days of a
+    suspension and the grace after it do not count, and at most `reminders_per_run` go out per run, so the
+    end of a suspension brings no flood of stale reminders."""
+    if any(s.covers(now) for s in suspensions):
+        return 0
     loans = session.scalars(select(Loan).where(Loan.returned_at.is_(None), Loan.due_at < now)
-                            .order_by(Loan.due_at).limit(limit)).all()
+                            .order_by(Loan.due_at)).all()
     sent = 0
     for loan in loans:
-        overdue = domain.days_overdue(loan.due_at, now)
+        if sent >= policy.reminders_per_run:
+            break
+        overdue = domain.days_overdue(loan.due_at, now, suspensions, policy.grace_days)
         step = domain.reminder_step(overdue, policy.reminder_steps)
         if step <= loan.reminder_step:
             continue

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from services.common.errors import Conflict, Invalid
+from services.reservations.continuity import Suspension, overdue_days
 
 # Where a reservation may go from each status. Final: collected, cancelled, expired.
 TRANSITIONS: Mapping[str, frozenset[str]] = {
@@ -92,9 +93,11 @@ def due_date(collected_at: datetime, loan_days: int) -> datetime:
     return collected_at + timedelta(days=loan_days)
 
 
-def days_overdue(due_at: datetime, until: datetime) -> int:
-    """Whole days past the due date (a copy dropped in the return box counts from the day it was dropped)."""
-    return max((until.date() - due_at.date()).days, 0)
+def days_overdue(due_at: datetime, until: datetime, suspensions: Iterable[Suspension] = (),
+                 grace_days: int = 0) -> int:
+    """Whole days past the due date (a copy dropped in the return box counts from the day it was dropped),
+    leaving out days inside a suspension of fines and reminders and the grace days after it."""
+    return overdue_days(due_at, until, suspensions, grace_days)
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,9 @@ class FinePolicy:
     cents_per_day: int = 20
     cap_cents: int = 500
 
-    def fine(self, due_at: datetime, until: datetime) -> int:
-        return min(days_overdue(due_at, until) * self.cents_per_day, self.cap_cents)
+    def fine(self, due_at: datetime, until: datetime, suspensions: Iterable[Suspension] = (),
+             grace_days: int = 0) -> int:
+        return min(days_overdue(due_at, until, suspensions, grace_days) * self.cents_per_day, self.cap_cents)
 
 
 def reminder_step(overdue_days: int, steps: Sequence[int]) -> int:

@@ -1,10 +1,10 @@
 """Reservations' tables: pickup points, reservations and their lines, loans, and a replica of the catalogue
 (kept from inventory's `title_catalogued` events, so placing a reservation needs no call to inventory)."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, true
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common.reliability import InboxMixin, OutboxMixin, utcnow
@@ -103,3 +103,45 @@ class Loan(Base):
     due_at: Mapped[datetime] = mapped_column(UtcDateTime())
     returned_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     reminder_step: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SuspensionRecord(Base):
+    """A period in which overdue reminders and fines are suspended (continuity mode, as during lockdown)."""
+
+    __tablename__ = "suspensions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reason: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    resumed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class DueDateShift(Base):
+    """Staff moved due dates (and pickup deadlines) off a closure; kept so that it can be undone."""
+
+    __tablename__ = "due_date_shifts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    closed_from: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_until: Mapped[datetime] = mapped_column(UtcDateTime())
+    rule: Mapped[str] = mapped_column(String(10))
+    fixed_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    opening_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    undone_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class ShiftedItem(Base):
+    __tablename__ = "shifted_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shift_id: Mapped[str] = mapped_column(ForeignKey("due_date_shifts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))  # loan or reservation
+    item_id: Mapped[str] = mapped_column(String(36))
+    patron: Mapped[str] = mapped_column(String(40))
+    previous: Mapped[datetime] = mapped_column(UtcDateTime())
+    new: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -5,6 +5,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 
 from services.common.settings import setting
+from services.reservations.continuity import Opening
 from services.reservations.domain import FinePolicy, Quota, parse_material_limits, parse_steps
 
 
@@ -17,6 +18,10 @@ class Policy:
         self.fines = FinePolicy(cents_per_day=setting(config, "FINE_CENTS_PER_DAY", 20, int),
                                 cap_cents=setting(config, "FINE_CAP_CENTS", 500, int))
         self.reminder_steps = parse_steps(setting(config, "REMINDER_STEPS_DAYS", "1,7,21"))
+        self.grace_days = setting(config, "GRACE_DAYS_AFTER_SUSPENSION", 14, int)
+        self.reminders_per_run = setting(config, "OVERDUE_REMINDERS_PER_RUN", 200, int)
+        weekdays = setting(config, "OPENING_WEEKDAYS", "2,3,4,5,6")
+        self.opening = Opening(weekdays=frozenset(int(d) for d in weekdays.split(",") if d.strip()))
         self.max_titles = self.quota.max_items
 
 

@@ -115,3 +115,50 @@ class AccountSchema(Schema):
     overdue_loans = fields.Integer()
     fines_cents = fields.Integer()
     fines = fields.List(fields.Nested(FineSchema))
+
+
+class SuspendSchema(Schema):
+    starts_at = fields.AwareDateTime(required=True, data_key="from")
+    ends_at = fields.AwareDateTime(required=True, data_key="until")
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+
+
+class SuspensionSchema(Schema):
+    id = fields.String()
+    starts_at = fields.DateTime(data_key="from")
+    ends_at = fields.DateTime(data_key="until")
+    reason = fields.String()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    resumed_at = fields.DateTime(allow_none=True)
+
+
+class ContinuitySchema(Schema):
+    suspended = fields.Boolean()
+    current = fields.Nested(SuspensionSchema, allow_none=True)
+    grace_days = fields.Integer()
+    suspensions = fields.List(fields.Nested(SuspensionSchema))
+
+
+class ShiftRequestSchema(Schema):
+    closed_from = fields.AwareDateTime(required=True)
+    closed_until = fields.AwareDateTime(required=True)
+    rule = fields.String(required=True, validate=validate.OneOf(("fixed", "spread")))
+    fixed_date = fields.Date(load_default=None, data_key="date")
+    opening_days = fields.Integer(load_default=1, validate=validate.Range(min=1, max=30))
+
+
+class ShiftChangeSchema(Schema):
+    kind = fields.String()
+    id = fields.String()
+    patron = fields.String()
+    title = fields.String(allow_none=True)
+    previous = fields.DateTime()
+    new = fields.DateTime()
+
+
+class ShiftSchema(Schema):
+    id = fields.String(allow_none=True)
+    preview = fields.Boolean()
+    changes = fields.List(fields.Nested(ShiftChangeSchema))
+    patrons = fields.Integer()

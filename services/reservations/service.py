@@ -12,16 +12,21 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.reservations import desk, stops, views
+from services.reservations import closures, desk, stops, views
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
     AccountSchema,
+    ContinuitySchema,
     LoanSchema,
     PickupPointSchema,
     PlaceReservationSchema,
     PreparationListSchema,
     ReservationSchema,
+    ShiftRequestSchema,
+    ShiftSchema,
+    SuspendSchema,
+    SuspensionSchema,
 )
 
 ANYONE = ("patron", "staff", "analyst", "ops")
@@ -119,7 +124,54 @@ class ReservationsService(DriveService):
     @timer("OVERDUE_CHECK_SECONDS", 300)
     def remind_overdue(self):
         with self.db.begin():
-            desk.remind_overdue(self.db, self.events, self.policy, now())
+            desk.remind_overdue(self.db, self.events, self.policy, now(), closures.suspensions(self.db))
+
+    # --- continuity: closures, suspended reminders and fines, due dates moved off a closure --------------
+
+    @route("GET", "/continuity", roles=STAFF, response=ContinuitySchema,
+           summary="Whether overdue reminders and fines are suspended, and the suspensions so far")
+    def get_continuity(self, request, principal):
+        with self.db.begin():
+            return closures.continuity_view(self.db, now(), self.policy.grace_days)
+
+    @route("POST", "/continuity/suspensions", roles=STAFF, body=SuspendSchema, response=SuspensionSchema,
+           status=201, summary="Suspend overdue reminders and fines from a date until a date, with a reason")
+    def suspend(self, request, principal, body):
+        with self.db.begin():
+            return closures.suspend(self.db, self.events, principal, body["starts_at"], body["ends_at"],
+                                    body["reason"], now(), self.policy.grace_days)
+
+    @route("POST", "/continuity/resume", roles=STAFF, response=SuspensionSchema,
+           summary="End the current suspension now")
+    def resume(self, request, principal):
+        with self.db.begin():
+            return closures.resume(self.db, self.events, principal, now(), self.policy.grace_days)
+
+    @route("POST", "/due-date-shifts/preview", roles=STAFF, body=ShiftRequestSchema, response=ShiftSchema,
+           summary="What moving due dates and pickup deadlines off a closure would change (changes nothing)")
+    def preview_shift(self, request, principal, body):
+        with self.db.begin():
+            changes = self._shift_changes(body)
+        return {"id": None, "preview": True, "changes": changes, "patrons": len({c["patron"] for c in changes})}
+
+    @route("POST", "/due-date-shifts", roles=STAFF, body=ShiftRequestSchema, response=ShiftSchema, status=201,
+           summary="Move due dates and pickup deadlines off a closure; one event per patron")
+    def apply_shift(self, request, principal, body):
+        with self.db.begin():
+            changes = self._shift_changes(body)
+            shift = closures.apply_shift(self.db, self.events, principal, changes, body, now())
+        return {"id": shift.id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
+
+    @route("POST", "/due-date-shifts/<shift_id>/undo", roles=STAFF, response=ShiftSchema,
+           summary="Put back the dates a shift moved (those not changed since)")
+    def undo_shift(self, request, principal, shift_id):
+        with self.db.begin():
+            changes = closures.undo_shift(self.db, self.events, shift_id, now())
+        return {"id": shift_id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
+
+    def _shift_changes(self, body):
+        return closures.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
+                                self.policy.opening, body["fixed_date"], body["opening_days"])
 
     @event_handler("inventory", "items_allocated")
     def on_items_allocated(self, event):

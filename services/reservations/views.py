@@ -1,12 +1,14 @@
 """What staff and patrons read back: reservations, the preparation list, loans, the account."""
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.errors import NotFound
-from services.reservations import domain
+from services.reservations import closures, domain
+from services.reservations.continuity import Suspension
 from services.reservations.desk import point_ref
 from services.reservations.models import Line, Loan, PickupPoint, Reservation
 from services.reservations.policy import Policy
@@ -51,17 +53,19 @@ def preparation_list(session: Session, point_id: str) -> dict:
     return {"pickup_point": point_ref(point), "items": items}
 
 
-def loan_view(loan: Loan, policy: Policy, now: datetime) -> dict:
+def loan_view(loan: Loan, policy: Policy, now: datetime, suspensions: Sequence[Suspension] = ()) -> dict:
     until = loan.returned_at or now
+    excused = (suspensions, policy.grace_days)
     return {"id": loan.id, "reservation_id": loan.reservation_id, "title_id": loan.title_id, "title": loan.title,
             "barcode": loan.barcode, "started_at": loan.started_at, "due_at": loan.due_at,
-            "returned_at": loan.returned_at, "days_overdue": domain.days_overdue(loan.due_at, until),
-            "fine_cents": policy.fines.fine(loan.due_at, until), "reminders_sent": loan.reminder_step}
+            "returned_at": loan.returned_at, "days_overdue": domain.days_overdue(loan.due_at, until, *excused),
+            "fine_cents": policy.fines.fine(loan.due_at, until, *excused), "reminders_sent": loan.reminder_step}
 
 
 def patron_loans(session: Session, card: str, policy: Policy, now: datetime) -> list[dict]:
     loans = session.scalars(select(Loan).where(Loan.patron == card).order_by(Loan.started_at.desc())).all()
-    return [loan_view(loan, policy, now) for loan in loans]
+    suspended = closures.suspensions(session)
+    return [loan_view(loan, policy, now, suspended) for loan in loans]
 
 
 def account(session: Session, card: str, policy: Policy, now: datetime) -> dict:

@@ -17,6 +17,7 @@ from services.common.database import make_engine
 from services.common.messaging import declare_topology
 from services.demo import load_pickup_points
 from services.inventory.service import InventoryService
+from services.notifications.service import NotificationsService
 from services.reservations.service import ReservationsService
 from tests.helpers import Client, EventTap, wait_for
 
@@ -81,7 +82,7 @@ def system(make_database, rabbit_config, tmp_path):
     with Session(engine) as session, session.begin():
         load_pickup_points(session)
     engine.dispose()
-    declare_topology([ReservationsService, InventoryService, BibliobusService],
+    declare_topology([ReservationsService, InventoryService, BibliobusService, NotificationsService],
                      {"AMQP_URI": rabbit_config["AMQP_URI"]})
     processes = Processes(rabbit_config["AMQP_URI"], urls, tmp_path)
     tap = EventTap(rabbit_config["AMQP_URI"], {"reservations.events": "#", "inventory.events": "#",

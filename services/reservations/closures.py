@@ -1,0 +1,147 @@
+"""Closures, in the caller's transaction: suspending reminders and fines (continuity mode), and moving due
+dates and pickup deadlines off a closure — previewed, applied, undone — with one event per patron."""
+
+import uuid
+from collections import defaultdict
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.common.auth import Principal
+from services.common.errors import Conflict, NotFound
+from services.common.relay import Events
+from services.reservations.continuity import DueItem, Opening, Suspension, check_period, shift_due_dates
+from services.reservations.models import DueDateShift, Loan, Reservation, ShiftedItem, SuspensionRecord
+
+
+def suspensions(session: Session) -> list[Suspension]:
+    """Every suspension as it finally ran (a resumed one ends when it was resumed)."""
+    return [Suspension(s.starts_at, s.resumed_at or s.ends_at)
+            for s in session.scalars(select(SuspensionRecord).order_by(SuspensionRecord.starts_at))]
+
+
+def current(session: Session, now: datetime) -> SuspensionRecord | None:
+    return session.scalars(select(SuspensionRecord).where(
+        SuspensionRecord.resumed_at.is_(None), SuspensionRecord.ends_at > now).order_by(SuspensionRecord.starts_at)
+    ).first()
+
+
+def continuity_view(session: Session, now: datetime, grace_days: int) -> dict:
+    active = current(session, now)
+    history = session.scalars(select(SuspensionRecord).order_by(SuspensionRecord.starts_at.desc())).all()
+    return {"suspended": bool(active and active.starts_at <= now), "current": active, "grace_days": grace_days,
+            "suspensions": history}
+
+
+def _announce(session: Session, events: Events, record: SuspensionRecord | None, grace_days: int, by: str) -> None:
+    events.publish(session, "continuity_policy_changed", {
+        "suspended": record is not None, "suspension_id": record.id if record else None,
+        "starts_at": record.starts_at if record else None, "ends_at": record.ends_at if record else None,
+        "reason": record.reason if record else None, "grace_days": grace_days, "changed_by": by})
+
+
+def suspend(session: Session, events: Events, principal: Principal, starts_at: datetime, ends_at: datetime,
+            reason: str, now: datetime, grace_days: int) -> SuspensionRecord:
+    check_period(starts_at, ends_at)
+    if current(session, now) is not None:
+        raise Conflict("a suspension is already planned or running: resume it first")
+    record = SuspensionRecord(id=str(uuid.uuid4()), starts_at=starts_at, ends_at=ends_at, reason=reason,
+                              created_by=principal.subject, created_at=now)
+    session.add(record)
+    _announce(session, events, record, grace_days, principal.subject)
+    return record
+
+
+def resume(session: Session, events: Events, principal: Principal, now: datetime, grace_days: int) -> SuspensionRecord:
+    record = current(session, now)
+    if record is None:
+        raise Conflict("reminders and fines are not suspended")
+    record.resumed_at = max(now, record.starts_at)
+    _announce(session, events, None, grace_days, principal.subject)
+    return record
+
+
+def _due_items(session: Session) -> tuple[list[DueItem], dict[str, Loan], dict[str, Reservation]]:
+    loans = {ln.id: ln for ln in session.scalars(select(Loan).where(Loan.returned_at.is_(None)))}
+    ready = {r.id: r for r in session.scalars(select(Reservation).where(Reservation.status == "ready"))}
+    items = [DueItem(f"loan:{k}", ln.patron, ln.due_at) for k, ln in loans.items()]
+    items += [DueItem(f"reservation:{k}", r.patron, r.pickup_deadline) for k, r in ready.items()]
+    return items, loans, ready
+
+
+def preview(session: Session, closed_from: datetime, closed_until: datetime, rule: str, opening: Opening,
+            fixed: date | None, spread_days: int) -> list[dict]:
+    items, loans, ready = _due_items(session)
+    moved = shift_due_dates(items, closed_from, closed_until, rule, opening, fixed, spread_days)
+    changes = []
+    for key, new in sorted(moved.items(), key=lambda kv: (kv[1], kv[0])):
+        kind, _, item_id = key.partition(":")
+        record = loans[item_id] if kind == "loan" else ready[item_id]
+        old = record.due_at if kind == "loan" else record.pickup_deadline
+        changes.append({"kind": kind, "id": item_id, "patron": record.patron, "previous": old, "new": new,
+                        "title": getattr(record, "title", None)})
+    return changes
+
+
+def apply_shift(session: Session, events: Events, principal: Principal, changes: list[dict], params: dict,
+                now: datetime) -> DueDateShift:
+    shift = DueDateShift(id=str(uuid.uuid4()), created_by=principal.subject, created_at=now, **params)
+    session.add(shift)
+    for change in changes:
+        _set(session, change["kind"], change["id"], change["new"])
+        session.add(ShiftedItem(shift_id=shift.id, kind=change["kind"], item_id=change["id"],
+                                patron=change["patron"], previous=change["previous"], new=change["new"]))
+    _tell_patrons(session, events, shift.id, changes, undone=False)
+    return shift
+
+
+def undo_shift(session: Session, events: Events, shift_id: str, now: datetime) -> list[dict]:
+    shift = session.get(DueDateShift, shift_id, with_for_update=True)
+    if shift is None:
+        raise NotFound(f"no due-date shift {shift_id}")
+    if shift.undone_at is not None:
+        raise Conflict("this shift was already undone")
+    items = session.scalars(select(ShiftedItem).where(ShiftedItem.shift_id == shift_id)).all()
+    changes = []
+    for item in items:  # only what still carries the shifted date: a later change by staff stands
+        if _get(session, item.kind, item.item_id) == item.new:
+            _set(session, item.kind, item.item_id, item.previous)
+            changes.append({"kind": item.kind, "id": item.item_id, "patron": item.patron, "previous": item.new,
+                            "new": item.previous, "title": _title(session, item.kind, item.item_id)})
+    shift.undone_at = now
+    _tell_patrons(session, events, shift.id, changes, undone=True)
+    return changes
+
+
+def _get(session: Session, kind: str, item_id: str) -> datetime | None:
+    if kind == "loan":
+        loan = session.get(Loan, item_id)
+        return loan.due_at if loan and loan.returned_at is None else None
+    reservation = session.get(Reservation, item_id)
+    return reservation.pickup_deadline if reservation and reservation.status == "ready" else None
+
+
+def _set(session: Session, kind: str, item_id: str, when: datetime) -> None:
+    if kind == "loan":
+        session.get(Loan, item_id).due_at = when
+    else:
+        session.get(Reservation, item_id).pickup_deadline = when
+
+
+def _title(session: Session, kind: str, item_id: str) -> str | None:
+    return session.get(Loan, item_id).title if kind == "loan" else None
+
+
+def _tell_patrons(session: Session, events: Events, shift_id: str, changes: list[dict], undone: bool) -> None:
+    """One event per patron, not per document: one message each."""
+    by_patron: dict[str, list[dict]] = defaultdict(list)
+    for change in changes:
+        by_patron[change["patron"]].append(change)
+    for patron, mine in sorted(by_patron.items()):
+        events.publish(session, "due_dates_shifted", {
+            "shift_id": shift_id, "patron": patron, "undone": undone,
+            "loans": [{"loan_id": c["id"], "title": c["title"], "previous_due_at": c["previous"], "due_at": c["new"]}
+                      for c in mine if c["kind"] == "loan"],
+            "reservations": [{"reservation_id": c["id"], "previous_pickup_deadline": c["previous"],
+                              "pickup_deadline": c["new"]} for c in mine if c["kind"] == "reservation"]})
