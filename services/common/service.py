@@ -8,6 +8,7 @@ from weakref import WeakKeyDictionary
 from kombu import Connection
 from marshmallow import ValidationError
 from nameko.extensions import DependencyProvider
+from nameko.timer import Timer
 
 from services.common.database import Database
 from services.common.errors import DriveError
@@ -34,7 +35,9 @@ class WorkerLogContext(DependencyProvider):
     def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
         elapsed_ms = round((time.monotonic() - self.started.pop(worker_ctx, time.monotonic())) * 1000, 1)
         if exc_info is None:
-            log.info("worker done", extra={"duration_ms": elapsed_ms})
+            # Timers tick all day long: their routine runs are for debugging, requests and events for the record.
+            level = logging.DEBUG if isinstance(worker_ctx.entrypoint, Timer) else logging.INFO
+            log.log(level, "worker done", extra={"duration_ms": elapsed_ms})
         elif isinstance(exc_info[1], DriveError | ValidationError):
             log.info("worker refused", extra={"duration_ms": elapsed_ms, "error": str(exc_info[1])})
         else:
