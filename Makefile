@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # A shard of the suite per process (eventlet forbids xdist); each test has its own vhost and database.
 TEST_ARGS ?=
 
-.PHONY: venv up test test-unit lint bench bench-notifications clean
+.PHONY: venv up test test-unit lint bench bench-notifications bench-demand clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,9 @@ bench: venv
 
 bench-notifications: venv
 	$(BIN)/python bench/notifications.py --json
+
+bench-demand: venv
+	$(BIN)/python bench/demand.py --json
 
 clean:
 	rm -rf $(VENV) var
