@@ -16,7 +16,7 @@ from services.notifications.domain import fit_sms
 SHIPPED = Path(__file__).resolve().parent / "templates"
 LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 ANNOUNCED = ("reservation_ready", "items_unavailable", "reservation_expired", "reservation_cancelled",
-             "loan_overdue", "due_dates_shifted")
+             "loan_overdue", "due_dates_shifted", "reservation_released_to_allocation")
 
 
 def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:

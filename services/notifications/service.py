@@ -150,6 +150,11 @@ class NotificationsService(DriveService):
     def on_due_dates_shifted(self, event):
         self._record(event)
 
+    @event_handler("reservations", "reservation_released_to_allocation")
+    def on_reservation_released_to_allocation(self, event):
+        """The patron's bibliobus stop opened for the drive (`stop_enabled`): their reservation goes ahead."""
+        self._record(event)
+
     @event_handler("inventory", "items_unavailable")
     def on_items_unavailable(self, event):
         self._record(event)

@@ -265,3 +265,15 @@ def test_shifted_due_dates_make_one_message_per_patron(post_office):
     assert "à rendre à partir du 12 mai" in text and "L'île des marées" in text
     with pytest.raises(AssertionError):
         wait_for(lambda: len(post_office.mailbox.messages) > 1, timeout=1)
+
+
+def test_patrons_waiting_for_a_stop_are_told_when_it_opens(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C14/contact", json={"email": "c14@example.org"})
+    stop = {"id": "lux", "name": "Lux — place de la Mairie", "kind": "bibliobus_stop", "site": "central"}
+    publish(post_office.amqp, "reservations", "reservation_released_to_allocation",
+            {"reservation_id": "r14", "patron": "C14", "pickup_point": stop, "lines": LINES})
+    post_office.tap.wait("notification_sent")
+    mail = post_office.mailbox.messages[0]
+    assert mail["Subject"] == "Le bibliobus s'arrête pour vous à Lux — place de la Mairie"
+    assert "ouvre au drive" in mail.get_content() and "La nuit du nord" in mail.get_content()
