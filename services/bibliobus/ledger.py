@@ -8,10 +8,10 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from services.bibliobus.control import evaluate_stops
-from services.bibliobus.intake import insert_new
 from services.bibliobus.models import DemandSignal, Stop, StopReservation
 from services.bibliobus.policy import Policy
 from services.bibliobus.tour import find
+from services.common.batching import insert_new
 from services.common.relay import Events
 
 STOP_KIND = "bibliobus_stop"

@@ -4,7 +4,6 @@ Entrypoints only."""
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
 from services.bibliobus import control, ledger, thresholds, tour, views
-from services.bibliobus.intake import batch_event_handler, first_deliveries
 from services.bibliobus.models import Base, Inbox, Outbox
 from services.bibliobus.policy import BibliobusPolicy
 from services.bibliobus.reports import TEAM, DemandReports, now
@@ -21,6 +20,7 @@ from services.bibliobus.schemas import (
     StopThresholdsSchema,
     ThresholdsSchema,
 )
+from services.common.batching import batch_event_handler, first_deliveries
 from services.common.database import Database
 from services.common.http import route
 from services.common.messaging import event_handler

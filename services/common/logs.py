@@ -38,9 +38,13 @@ def bind_worker_context(worker_ctx: Any) -> None:
     structlog.contextvars.clear_contextvars()
     context: dict[str, Any] = {"entrypoint": worker_ctx.entrypoint.method_name}
     for arg in worker_ctx.args:
+        if isinstance(arg, list) and len(arg) == 1:  # a batch of one (`batch_event_handler`): as one event
+            arg = arg[0]
         if isinstance(arg, Event):
             context.update(event_id=arg.id, event_type=arg.type,
                            reservation_id=arg.data.get("reservation_id"))
+        elif isinstance(arg, list) and arg and isinstance(arg[0], Event):  # a batch: which events it held
+            context.update(event_type=arg[0].type, batch_size=len(arg), event_ids=[e.id for e in arg])
     if "reservation_id" in worker_ctx.kwargs:
         context["reservation_id"] = worker_ctx.kwargs["reservation_id"]
     structlog.contextvars.bind_contextvars(**{k: v for k, v in context.items() if v is not None})

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
+from services.common.batching import batch_event_handler, first_deliveries
 from services.common.database import Database
 from services.common.errors import Invalid
 from services.common.http import route
@@ -11,7 +12,7 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.inventory import catalogue, shelves
+from services.inventory import allocation, catalogue, shelves
 from services.inventory.domain import parse_catalogue
 from services.inventory.models import Base, Inbox, Outbox
 from services.inventory.policy import InventoryPolicy
@@ -102,29 +103,32 @@ class InventoryService(DriveService):
 
     # --- reservations' events --------------------------------------------------------------------------
 
-    @event_handler("reservations", "reservation_placed")
-    def on_reservation_placed(self, event):
+    @batch_event_handler("reservations", "reservation_placed")
+    def on_reservation_placed(self, events):
+        # The hot path: many reservations allocated in one transaction (services.common.batching).
         # At a closed bibliobus stop no copy is taken yet: reservation_released_to_allocation follows.
-        if not event.data["waiting_for_stop"]:
-            self._allocate(event)
+        self._allocate([event for event in events if not event.data["waiting_for_stop"]])
 
     @event_handler("reservations", "reservation_released_to_allocation")
     def on_reservation_released_to_allocation(self, event):
-        self._allocate(event)
+        self._allocate([event])
 
-    def _allocate(self, event):
-        data = event.data
+    def _allocate(self, events):
+        if not events:
+            return
         with self.db.begin():
-            if not first_delivery(self.db, Inbox, event):
-                return
-            allocated, waiting = shelves.allocate_lines(self.db, data["reservation_id"],
-                                                        data["pickup_point"]["site"], data["lines"])
-            if allocated:
-                self.events.publish(self.db, "items_allocated", {
-                    "reservation_id": data["reservation_id"], "lines": allocated, "reason": "placement"})
-            if waiting:
-                self.events.publish(self.db, "items_unavailable", {
-                    "reservation_id": data["reservation_id"], "patron": data["patron"], "lines": waiting})
+            fresh = first_deliveries(self.db, Inbox, events)
+            outcomes = allocation.allocate(self.db, [
+                allocation.Request(e.data["reservation_id"], e.data["pickup_point"]["site"], e.data["lines"])
+                for e in fresh])
+            for event, (allocated, waiting) in zip(fresh, outcomes, strict=True):
+                data = event.data
+                if allocated:
+                    self.events.publish(self.db, "items_allocated", {
+                        "reservation_id": data["reservation_id"], "lines": allocated, "reason": "placement"})
+                if waiting:
+                    self.events.publish(self.db, "items_unavailable", {
+                        "reservation_id": data["reservation_id"], "patron": data["patron"], "lines": waiting})
 
     @event_handler("reservations", "reservation_cancelled")
     def on_reservation_cancelled(self, event):

@@ -1,15 +1,15 @@
 """Inventory's work on copies and waitlists, inside the caller's transaction.
 
 Every change to who holds a title's copies happens under a lock on that title's row: allocating the last
-copy and queueing on the waitlist, or freeing a copy and serving the waitlist's head, can then never
-interleave — no copy held twice, no copy left on the shelf while someone waits, across replicas."""
+copy and queueing on the waitlist (`allocation`), or freeing a copy and serving the waitlist's head, can then
+never interleave — no copy held twice, no copy left on the shelf while someone waits, across replicas."""
 
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.common.errors import Conflict, NotFound
@@ -40,54 +40,9 @@ def _take(session: Session, copy: Copy, reservation_id: str, line_id: str) -> No
     note(session, copy.barcode, "allocated", reservation_id, line_id=line_id)
 
 
-def _best_copy(session: Session, title_id: str, pickup_site: str) -> Copy | None:
-    """The rule of `choose_copy` (home site first, then lowest barcode), asked of the database so that a
-    title with many copies on the shelf costs one row, not all of them."""
-    return session.scalars(
-        select(Copy).where(Copy.title_id == title_id, Copy.status == "available")
-        .order_by((Copy.site != pickup_site), Copy.barcode).limit(1)
-    ).first()
-
-
-def allocate_lines(session: Session, reservation_id: str, pickup_site: str,
-                   lines: Iterable[dict]) -> tuple[list[dict], list[dict]]:
-    """One copy per line, or a place on the title's waitlist. Lines in title order, so two reservations
-    that share titles take the title locks in the same order (no deadlock)."""
-    allocated, waiting = [], []
-    for line in sorted(lines, key=lambda ln: (ln["title_id"], ln["line_id"])):
-        lock_title(session, line["title_id"])
-        if _already_handled(session, line["line_id"]):
-            continue
-        copy = _best_copy(session, line["title_id"], pickup_site)
-        if copy is None:
-            waiting.append(_queue(session, reservation_id, line, pickup_site))
-            continue
-        _take(session, copy, reservation_id, line["line_id"])
-        allocated.append(allocation(copy, copy.site != pickup_site))
-    return allocated, waiting
-
-
 def allocation(copy: Copy, needs_transfer: bool) -> dict:
     return {"line_id": copy.line_id, "title_id": copy.title_id, "barcode": copy.barcode, "site": copy.site,
             "shelf_mark": copy.shelf_mark, "needs_transfer": needs_transfer}
-
-
-def _already_handled(session: Session, line_id: str) -> bool:
-    held = select(Copy.barcode).where(Copy.line_id == line_id)
-    queued = select(WaitlistEntry.id).where(WaitlistEntry.line_id == line_id)
-    return session.execute(select(held.exists() | queued.exists())).scalar()
-
-
-def _queue(session: Session, reservation_id: str, line: dict, pickup_site: str) -> dict:
-    entry = WaitlistEntry(title_id=line["title_id"], reservation_id=reservation_id, line_id=line["line_id"],
-                          pickup_site=pickup_site)
-    session.add(entry)
-    session.flush()
-    position = session.scalar(select(func.count()).select_from(WaitlistEntry).where(
-        WaitlistEntry.title_id == line["title_id"], WaitlistEntry.status == "waiting",
-        WaitlistEntry.id <= entry.id))
-    return {"line_id": line["line_id"], "title_id": line["title_id"], "title": line.get("title"),
-            "waitlist_position": position}
 
 
 def free_copy(session: Session, copy: Copy, reason: str) -> tuple[str, dict]:
@@ -114,8 +69,9 @@ def give_back(session: Session, reservation_id: str) -> list[tuple[str, dict]]:
     """A reservation ended without collection: its copies go back, its waitlist places are withdrawn."""
     session.execute(update(WaitlistEntry).where(WaitlistEntry.reservation_id == reservation_id,
                                                 WaitlistEntry.status == "waiting").values(status="withdrawn"))
-    held = session.scalars(select(Copy).where(Copy.reservation_id == reservation_id,
-                                              Copy.status == "allocated").order_by(Copy.barcode)).all()
+    # In title order, as allocation takes the title locks (allocation.py): no deadlock between the two.
+    held = session.scalars(select(Copy).where(Copy.reservation_id == reservation_id, Copy.status == "allocated")
+                           .order_by(Copy.title_id, Copy.barcode)).all()
     return [free_copy(session, copy, "released") for copy in held]
 
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
+from services.common.batching import batch_event_handler, first_deliveries
 from services.common.database import Database
 from services.common.http import route
 from services.common.messaging import event_handler
@@ -173,13 +174,14 @@ class ReservationsService(DriveService):
         return closures.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
                                 self.policy.opening, body["fixed_date"], body["opening_days"])
 
-    @event_handler("inventory", "items_allocated")
-    def on_items_allocated(self, event):
-        self._apply(event, desk.record_allocation)
+    # The hot path: inventory's answers to placements, many per transaction (services.common.batching).
+    @batch_event_handler("inventory", "items_allocated")
+    def on_items_allocated(self, events):
+        self._apply_batch(events, desk.record_allocation)
 
-    @event_handler("inventory", "items_unavailable")
-    def on_items_unavailable(self, event):
-        self._apply(event, desk.record_waiting)
+    @batch_event_handler("inventory", "items_unavailable")
+    def on_items_unavailable(self, events):
+        self._apply_batch(events, desk.record_waiting)
 
     @event_handler("inventory", "item_returned")
     def on_item_returned(self, event):
@@ -205,3 +207,9 @@ class ReservationsService(DriveService):
         with self.db.begin():
             if first_delivery(self.db, Inbox, event):
                 effect(self.db, event.data)
+
+    def _apply_batch(self, events, effect):
+        with self.db.begin():
+            fresh = first_deliveries(self.db, Inbox, events)
+            if fresh:
+                effect(self.db, [event.data for event in fresh])
