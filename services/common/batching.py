@@ -20,8 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from services.common.envelope import REGISTRY, Event
-from services.common.errors import PermanentFailure
+from services.common.envelope import Event
 from services.common.messaging import DeadLetteringQueueConsumer, ReliableEventHandler
 from services.common.reliability import InboxMixin, utcnow
 from services.common.settings import setting
@@ -48,11 +47,8 @@ class BatchEventHandler(ReliableEventHandler):
         self.lingering = False
 
     def handle_message(self, body: Any, message: Any) -> None:
-        try:
-            event = REGISTRY.read(body)
-        except PermanentFailure as exc:
-            log.error("dead-lettering malformed message", extra={"reason": str(exc), "queue": self.queue.name})
-            message.reject(requeue=False)
+        event = self.read_or_dead_letter(body, message)
+        if event is None:
             return
         self.pending.append((event, message))
         if len(self.pending) >= self.size:

@@ -17,7 +17,7 @@ from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from nameko.messaging import QueueConsumer
 
-from services.common.envelope import REGISTRY
+from services.common.envelope import REGISTRY, Event
 from services.common.errors import PermanentFailure
 from services.common.settings import amqp_uri, setting
 
@@ -81,14 +81,19 @@ class ReliableEventHandler(EventHandler):
             exchange, queue = dead_letter_topology()
             queue(conn.default_channel).declare()
 
-    def handle_message(self, body: Any, message: Any) -> None:
+    def read_or_dead_letter(self, body: Any, message: Any) -> Event | None:
+        """The validated event, or None once a message that can never fit is dead-lettered."""
         try:
-            event = REGISTRY.read(body)
+            return REGISTRY.read(body)
         except PermanentFailure as exc:
             log.error("dead-lettering malformed message", extra={"reason": str(exc), "queue": self.queue.name})
             message.reject(requeue=False)
-            return
-        super().handle_message(event, message)
+            return None
+
+    def handle_message(self, body: Any, message: Any) -> None:
+        event = self.read_or_dead_letter(body, message)
+        if event is not None:
+            super().handle_message(event, message)
 
     def handle_message_processed(self, message: Any, result: Any = None, exc_info: Any = None) -> None:
         if exc_info is None:
