@@ -194,6 +194,72 @@ class DueDatesShifted(Schema):
     reservations = fields.List(fields.Nested(ShiftedReservation), required=True)
 
 
+AUDIENCES = ("adult", "youth")
+
+
+class SelectionRequested(Schema):
+    selection_id = fields.String(required=True)
+    patron = fields.String(required=True)
+    pickup_point = fields.Nested(PickupPointRef, required=True)
+    channel = fields.String(required=True, validate=validate.OneOf(("web", "phone", "counter")))
+    audience = fields.String(required=True, validate=validate.OneOf(AUDIENCES))
+    age_min = fields.Integer(load_default=None, allow_none=True)
+    age_max = fields.Integer(load_default=None, allow_none=True)
+    kinds = fields.List(fields.String(validate=validate.OneOf(MATERIALS)), required=True)
+    documents = fields.Integer(required=True, validate=validate.Range(min=1))
+    requested_at = fields.AwareDateTime(required=True)
+
+
+class SelectionPrepared(Schema):
+    selection_id = fields.String(required=True)
+    patron = fields.String(required=True)
+    pickup_point = fields.Nested(PickupPointRef, required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(("prepared", "nothing_available")), metadata={
+        "description": "prepared: the chosen titles became reservation `reservation_id`, allocated as usual; "
+                       "nothing_available: staff found nothing fitting (their note is read over HTTP)"})
+    reservation_id = fields.String(load_default=None, allow_none=True)
+    documents = fields.Integer(required=True, validate=validate.Range(min=0))
+    requested_at = fields.AwareDateTime(required=True)
+    prepared_at = fields.AwareDateTime(required=True)
+
+
+class SlotBooked(Schema):
+    appointment_id = fields.String(required=True)
+    reservation_id = fields.String(required=True)
+    patron = fields.String(required=True)
+    pickup_point = fields.Nested(PickupPointRef, required=True)
+    starts_at = fields.AwareDateTime(required=True)
+    ends_at = fields.AwareDateTime(required=True)
+    booked_by = fields.String(required=True, validate=validate.OneOf(("patron", "staff")))
+    moved_from = fields.AwareDateTime(load_default=None, allow_none=True,
+                                      metadata={"description": "a moved appointment: the slot it left"})
+
+
+class SlotCancelled(Schema):
+    appointment_id = fields.String(required=True)
+    reservation_id = fields.String(required=True)
+    patron = fields.String(required=True)
+    pickup_point = fields.Nested(PickupPointRef, required=True)
+    starts_at = fields.AwareDateTime(required=True)
+    ends_at = fields.AwareDateTime(required=True)
+    cancelled_by = fields.String(required=True, validate=validate.OneOf(("patron", "staff", "system")))
+    reason = fields.String(required=True,
+                           validate=validate.OneOf(("cancelled", "moved", "reservation_closed", "drive_closed")),
+                           metadata={"description": "drive_closed: staff closed the day; book another slot"})
+
+
+class PatronArrived(Schema):
+    reservation_id = fields.String(required=True)
+    patron = fields.String(required=True)
+    pickup_point = fields.Nested(PickupPointRef, required=True)
+    arrived_at = fields.AwareDateTime(required=True)
+    ready = fields.Boolean(required=True, metadata={"description": "false: the patron came before the "
+                                                                   "reservation was ready (the sheet flags it)"})
+    hold_shelf = fields.String(load_default=None, allow_none=True)
+    slot_starts_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    signalled_by = fields.String(required=True, validate=validate.OneOf(("patron", "staff")))
+
+
 for _type, _schema, _summary, *_version in [
     ("reservation_placed", ReservationPlaced, "A patron (or staff for them) reserved titles at a pickup point.", 2),
     ("reservation_cancelled", ReservationCancelled, "The patron or staff cancelled before collection."),
@@ -206,6 +272,15 @@ for _type, _schema, _summary, *_version in [
      "Staff moved a patron's due dates (and pickup deadlines) off a closure: one event per patron."),
     ("reservation_released_to_allocation", ReservationReleased,
      "A reservation that waited for its bibliobus stop goes on to allocation: the stop opened."),
+    ("selection_requested", SelectionRequested,
+     "A patron (or staff for them) asked for a selection prepared from their tastes. The free-text tastes stay "
+     "in the reservations service (GET /selections/{id}): free text may hold personal data."),
+    ("selection_prepared", SelectionPrepared,
+     "Staff chose the titles of a selection (now an ordinary reservation), or found nothing fitting."),
+    ("pickup_slot_booked", SlotBooked, "An appointment at a counter was taken (or moved here)."),
+    ("pickup_slot_cancelled", SlotCancelled, "An appointment was given back: cancelled, moved, or its "
+                                             "reservation closed."),
+    ("patron_arrived", PatronArrived, "The patron is outside the counter, waiting for the hand-over."),
 ]:
     REGISTRY.register("reservations", _type, _schema, _summary, *_version)
 

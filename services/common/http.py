@@ -39,7 +39,7 @@ def _schema(schema: type[Schema] | Schema | None) -> Schema | None:
 class Route(HttpRequestHandler):
     def __init__(self, method: str, url: str, *, roles: tuple[str, ...] | None, body: Any = None,
                  query: Any = None, response: Any = None, status: int = 200, summary: str = "",
-                 raw_body: str | None = None, **kwargs: Any) -> None:
+                 raw_body: str | None = None, optional_body: bool = False, **kwargs: Any) -> None:
         # Refusals (4xx) are expected: nameko then logs them as warnings, not as errors with a traceback.
         kwargs.setdefault("expected_exceptions", (DriveError, ValidationError))
         super().__init__(method, url, **kwargs)
@@ -50,6 +50,7 @@ class Route(HttpRequestHandler):
         self.status = status
         self.summary = summary
         self.raw_body = raw_body  # a media type such as "text/csv": the method reads the body itself
+        self.optional_body = optional_body  # no body at all reads as {} (every field then has its default)
 
     def setup(self) -> None:
         super().setup()
@@ -64,7 +65,8 @@ class Route(HttpRequestHandler):
                 principal.require_card(kwargs["card"])
             kwargs["principal"] = principal
         if self.body_schema is not None:
-            kwargs["body"] = self.body_schema.load(self._json(request))
+            empty = self.optional_body and not request.get_data(as_text=True).strip()
+            kwargs["body"] = self.body_schema.load({} if empty else self._json(request))
         if self.query_schema is not None:
             kwargs["query"] = self.query_schema.load(request.args.to_dict())
         return args, kwargs

@@ -37,7 +37,7 @@ def build_openapi(title: str, routes: Iterable[Route], version: str = "1.0.0") -
         if params:
             op["parameters"] = params
         if r.body_schema is not None:
-            op["requestBody"] = {"required": True, "content": _content(r.body_schema)}
+            op["requestBody"] = {"required": not r.optional_body, "content": _content(r.body_schema)}
         elif r.raw_body:
             op["requestBody"] = {"required": True, "content": {r.raw_body: {"schema": {"type": "string"}}}}
         ok: dict[str, Any] = {"description": "success"}

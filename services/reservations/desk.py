@@ -12,9 +12,11 @@ from services.common.auth import Principal
 from services.common.database import is_postgres
 from services.common.errors import Invalid, NotFound
 from services.common.relay import Events
-from services.reservations import domain, stops
+from services.reservations import counter, domain, stops
+from services.reservations.calendar import Calendar
+from services.reservations.calendars import calendar_of
 from services.reservations.continuity import Suspension
-from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation
+from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation, Selection
 from services.reservations.policy import Policy
 from services.reservations.refs import line_ref, point_ref
 
@@ -29,7 +31,7 @@ def find(session: Session, reservation_id: str, principal: Principal, lock: bool
     return reservation
 
 
-def _lock_card(session: Session, card: str) -> None:
+def lock_card(session: Session, card: str) -> None:
     """Two reservations of one card placed at once must not both pass the quota (SQLite serialises writers)."""
     if is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:card))"), {"card": card})
@@ -44,11 +46,14 @@ def held_materials(session: Session, card: str) -> list[str]:
                        lines.c.status.in_(domain.OPEN_LINE_STATUSES)))
     on_loan = (select(titles.c.material).join(loans, loans.c.title_id == titles.c.id)
                .where(loans.c.patron == card, loans.c.returned_at.is_(None)))
-    return list(session.scalars(union_all(reserved, on_loan)))
+    # A selection asked for and not yet prepared holds its places too (as "selection": no material limit).
+    asked = session.scalars(select(Selection.__table__.c.documents).where(
+        Selection.__table__.c.patron == card, Selection.__table__.c.status == "requested")).all()
+    return list(session.scalars(union_all(reserved, on_loan))) + ["selection"] * sum(asked)
 
 
 def place(session: Session, events: Events, policy: Policy, principal: Principal, card: str,
-          pickup_point_id: str, title_ids: Sequence[str], channel: str) -> Reservation:
+          pickup_point_id: str, title_ids: Sequence[str], channel: str, selection_id: str | None = None) -> Reservation:
     principal.require_card(card)
     if len(set(title_ids)) != len(title_ids):
         raise Invalid("a title appears twice in the reservation", field="titles")
@@ -62,11 +67,12 @@ def place(session: Session, events: Events, policy: Policy, principal: Principal
     unknown = [t for t in title_ids if t not in titles]
     if unknown:
         raise Invalid(f"unknown title(s): {', '.join(unknown)}", field="titles", unknown=unknown)
-    _lock_card(session, card)
+    lock_card(session, card)
     policy.quota.check(held_materials(session, card), [titles[t].material for t in title_ids])
     # Written with Core: the ORM's unit of work cost as much CPU as the statements themselves.
     row = {"id": str(uuid.uuid4()), "patron": card, "pickup_point_id": point.id, "channel": channel,
-           "status": domain.initial_status(point.kind, point.enabled), "placed_at": datetime.now(UTC)}
+           "status": domain.initial_status(point.kind, point.enabled), "placed_at": datetime.now(UTC),
+           "selection_id": selection_id}
     lines = [{"id": str(uuid.uuid4()), "reservation_id": row["id"], "position": i, "title_id": t,
               "title": titles[t].title, "material": titles[t].material, "status": "pending", "needs_transfer": False}
              for i, t in enumerate(title_ids)]
@@ -82,14 +88,19 @@ def place(session: Session, events: Events, policy: Policy, principal: Principal
     return reservation
 
 
-def make_ready(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime) -> None:
+def make_ready(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime,
+               principal: Principal | None = None, hold_shelf: str | None = None) -> None:
     domain.ensure_ready_to_prepare(reservation.status, [ln.status for ln in reservation.lines
                                                         if ln.status != "cancelled"])
+    if principal is not None:
+        counter.ensure_free_to_prepare(reservation.claimed_by, principal)
     visit = stops.assign_visit(session, reservation, now)
     reservation.status, reservation.ready_at = "ready", now
-    # At a stop, the patron can collect no sooner than the visit: the deadline is never before it ends.
-    reservation.pickup_deadline = max(domain.pickup_deadline(now, policy.pickup_days),
-                                      visit["departs_at"] if visit else now)
+    reservation.hold_shelf = hold_shelf or domain.hold_shelf_for(reservation.patron)
+    reservation.claimed_by = reservation.claimed_at = None  # prepared: nobody's work any more
+    # The deadline falls on an opening day of the point; at a stop, never before the visit ends.
+    deadline = calendar_of(session, reservation.pickup_point, policy).after_days(now, policy.pickup_days)
+    reservation.pickup_deadline = max(deadline, visit["departs_at"] if visit else now)
     events.publish(session, "reservation_ready", {
         "reservation_id": reservation.id, "patron": reservation.patron,
         "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
@@ -99,7 +110,8 @@ def make_ready(session: Session, events: Events, policy: Policy, reservation: Re
 def collect(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime) -> None:
     domain.ensure_transition(reservation.status, "collected")
     reservation.status, reservation.closed_at, reservation.closed_by = "collected", now, "staff"
-    due = domain.due_date(now, policy.loan_days)
+    counter.reservation_closed(session, events, reservation, now)
+    due = calendar_of(session, reservation.pickup_point, policy).after_days(now, policy.loan_days)
     loans = []
     for line in reservation.lines:
         if line.status != "allocated":
@@ -119,6 +131,7 @@ def collect(session: Session, events: Events, policy: Policy, reservation: Reser
 def cancel(session: Session, events: Events, reservation: Reservation, by: str, now: datetime) -> None:
     domain.ensure_transition(reservation.status, "cancelled")
     _close(reservation, "cancelled", by, now)
+    counter.reservation_closed(session, events, reservation, now)
     events.publish(session, "reservation_cancelled", {
         "reservation_id": reservation.id, "patron": reservation.patron, "cancelled_by": by,
         "pickup_point": point_ref(reservation.pickup_point), "lines": [line_ref(ln) for ln in reservation.lines]})
@@ -131,13 +144,21 @@ def _close(reservation: Reservation, status: str, by: str, now: datetime) -> Non
             line.status = status
 
 
-def expire_due(session: Session, events: Events, now: datetime, limit: int = 100) -> int:
+def expire_due(session: Session, events: Events, policy: Policy, now: datetime, limit: int = 100) -> int:
     """Ready reservations past their deadline. Each is claimed by a conditional update, so two replicas
-    running this timer never expire (and announce) the same reservation twice."""
-    due = session.scalars(select(Reservation.id).where(
+    running this timer never expire (and announce) the same reservation twice. A deadline on a day the point
+    has since closed moves to its next opening day instead."""
+    due = session.execute(select(Reservation.id, Reservation.pickup_deadline, PickupPoint).join(PickupPoint).where(
         Reservation.status == "ready", Reservation.pickup_deadline < now).limit(limit)).all()
+    calendars: dict[str, Calendar] = {}
     expired = 0
-    for reservation_id in due:
+    for reservation_id, deadline, point in due:
+        calendar = calendars.setdefault(point.id, calendar_of(session, point, policy))
+        if calendar.still_due(deadline) > now:
+            session.execute(update(Reservation).where(Reservation.id == reservation_id, Reservation.status == "ready")
+                            .values(pickup_deadline=calendar.still_due(deadline))
+                            .execution_options(synchronize_session=False))
+            continue
         claimed = session.execute(update(Reservation).where(
             Reservation.id == reservation_id, Reservation.status == "ready")
             .values(status="expired", closed_at=now, closed_by="timer")
@@ -146,6 +167,7 @@ def expire_due(session: Session, events: Events, now: datetime, limit: int = 100
             continue
         reservation = session.get(Reservation, reservation_id, populate_existing=True)
         _close(reservation, "expired", "timer", now)
+        counter.reservation_closed(session, events, reservation, now)
         events.publish(session, "reservation_expired", {
             "reservation_id": reservation.id, "patron": reservation.patron,
             "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
@@ -161,13 +183,17 @@ def remind_overdue(session: Session, events: Events, policy: Policy, now: dateti
     end of a suspension brings no flood of stale reminders."""
     if any(s.covers(now) for s in suspensions):
         return 0
-    loans = session.scalars(select(Loan).where(Loan.returned_at.is_(None), Loan.due_at < now)
+    loans = session.execute(select(Loan, PickupPoint).join(Reservation, Reservation.id == Loan.reservation_id)
+                            .join(PickupPoint).where(Loan.returned_at.is_(None), Loan.due_at < now)
                             .order_by(Loan.due_at)).all()
+    calendars: dict[str, Calendar] = {}
     sent = 0
-    for loan in loans:
+    for loan, point in loans:
         if sent >= policy.reminders_per_run:
             break
-        overdue = domain.days_overdue(loan.due_at, now, suspensions, policy.grace_days)
+        # A due date on a day the point has since closed counts from its next opening day.
+        due_at = calendars.setdefault(point.id, calendar_of(session, point, policy)).still_due(loan.due_at)
+        overdue = domain.days_overdue(due_at, now, suspensions, policy.grace_days)
         step = domain.reminder_step(overdue, policy.reminder_steps)
         if step <= loan.reminder_step:
             continue

@@ -4,7 +4,7 @@
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, true
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common.reliability import InboxMixin, OutboxMixin, utcnow
@@ -38,6 +38,10 @@ class PickupPoint(Base):
     timezone: Mapped[str | None] = mapped_column(String(60), nullable=True)
     capacity_per_visit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The drive's calendar (counters and libraries): {"tuesday": ["10:00-12:30", …]}; None = the default hours.
+    opening_hours: Mapped[dict[str, list[str]] | None] = mapped_column(JSON, nullable=True)
+    slot_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    slot_capacity: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class CatalogueTitle(Base):
@@ -66,9 +70,18 @@ class Reservation(Base):
     # At a bibliobus stop: the visit whose vehicle carries it (set when it is made ready).
     visit_arrives_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     visit_departs_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The counter's day: where it waits, who prepares it, when the patron said "I'm here".
+    hold_shelf: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    arrived_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    selection_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
 
     lines: Mapped[list["Line"]] = relationship(order_by="Line.position", lazy="selectin")
     pickup_point: Mapped[PickupPoint] = relationship(lazy="joined", innerjoin=True)
+    appointment: Mapped["Appointment | None"] = relationship(
+        primaryjoin="and_(Appointment.reservation_id == Reservation.id, Appointment.status == 'booked')",
+        viewonly=True, uselist=False, lazy="select")
 
 
 class Line(Base):
@@ -145,3 +158,80 @@ class ShiftedItem(Base):
     patron: Mapped[str] = mapped_column(String(40))
     previous: Mapped[datetime] = mapped_column(UtcDateTime())
     new: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ClosedDay(Base):
+    """A day the drive is closed beyond its weekly hours and public holidays (set by staff, with a reason).
+    `pickup_point_id` "*" closes every pickup point that day."""
+
+    __tablename__ = "closed_days"
+    __table_args__ = (UniqueConstraint("pickup_point_id", "day", name="uq_closed_days_point_day"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pickup_point_id: Mapped[str] = mapped_column(String(60))
+    day: Mapped[date] = mapped_column(Date, index=True)
+    reason: Mapped[str] = mapped_column(String(300))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class PickupSlot(Base):
+    """A slot that has been booked at least once: its capacity and how many places are taken. Booking is one
+    conditional update (`booked < capacity`), so no slot is overbooked, whatever the number of replicas."""
+
+    __tablename__ = "pickup_slots"
+    __table_args__ = (UniqueConstraint("pickup_point_id", "starts_at", name="uq_pickup_slots_point_start"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pickup_point_id: Mapped[str] = mapped_column(ForeignKey("pickup_points.id"))
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    capacity: Mapped[int] = mapped_column(Integer)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Appointment(Base):
+    """A reservation's booking of a slot; kept once cancelled or moved, for the figures."""
+
+    __tablename__ = "appointments"
+    __table_args__ = (Index("ix_appointments_point_start", "pickup_point_id", "starts_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), index=True)
+    slot_id: Mapped[str] = mapped_column(ForeignKey("pickup_slots.id"))
+    patron: Mapped[str] = mapped_column(String(40), index=True)
+    pickup_point_id: Mapped[str] = mapped_column(String(60))
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    status: Mapped[str] = mapped_column(String(20), default="booked")  # booked, cancelled, moved
+    booked_by: Mapped[str] = mapped_column(String(20))
+    booked_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class Selection(Base):
+    """A patron's tastes, for staff to choose titles from; once prepared it is an ordinary reservation."""
+
+    __tablename__ = "selections"
+    __table_args__ = (Index("ix_selections_point_status", "pickup_point_id", "status", "requested_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patron: Mapped[str] = mapped_column(String(40), index=True)
+    pickup_point_id: Mapped[str] = mapped_column(ForeignKey("pickup_points.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    tastes: Mapped[str] = mapped_column(String(1000))
+    audience: Mapped[str] = mapped_column(String(10))
+    age_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    age_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kinds: Mapped[list[str]] = mapped_column(JSON)
+    documents: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="requested")  # requested, prepared, nothing_available,
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)  # cancelled
+    claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    prepared_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    prepared_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    note: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    reservation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+    pickup_point: Mapped[PickupPoint] = relationship(lazy="joined", innerjoin=True)

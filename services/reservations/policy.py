@@ -1,10 +1,12 @@
 """Reservations' circulation policy, read once from the environment."""
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from nameko.extensions import DependencyProvider
 
 from services.common.settings import setting
+from services.reservations.calendar import parse_ranges
 from services.reservations.continuity import Opening
 from services.reservations.domain import FinePolicy, Quota, parse_material_limits, parse_steps
 
@@ -23,6 +25,13 @@ class Policy:
         weekdays = setting(config, "OPENING_WEEKDAYS", "2,3,4,5,6")
         self.opening = Opening(weekdays=frozenset(int(d) for d in weekdays.split(",") if d.strip()))
         self.max_titles = self.quota.max_items
+        # The drive calendar of a pickup point that has no hours of its own, and its appointment slots.
+        ranges = [r.strip() for r in setting(config, "DRIVE_OPENING_HOURS", "10:00-12:30,14:00-18:00").split(",")]
+        self.default_hours = {day: parse_ranges(ranges) for day in self.opening.weekdays}
+        self.zone = setting(config, "DRIVE_TIMEZONE", "Europe/Paris")
+        self.tz = ZoneInfo(self.zone)
+        self.slot_minutes = setting(config, "SLOT_MINUTES", 15, int)
+        self.slot_capacity = setting(config, "SLOT_CAPACITY", 3, int)
 
 
 class ReservationsPolicy(DependencyProvider):

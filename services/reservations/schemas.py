@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, fields, validate
 
+from services.events import AUDIENCES, MATERIALS
+
 CHANNELS = ("web", "phone", "counter")
 
 
@@ -64,6 +66,13 @@ class ReservationSchema(Schema):
     closed_by = fields.String(allow_none=True)
     lines = fields.List(fields.Nested(LineSchema))
     visit = fields.Nested(VisitSchema, allow_none=True, metadata={"description": "at a bibliobus stop, once ready"})
+    hold_shelf = fields.String(allow_none=True, metadata={"description": "where it waits once ready"})
+    claimed_by = fields.String(allow_none=True, metadata={"description": "the member of staff preparing it"})
+    arrived_at = fields.DateTime(allow_none=True, metadata={"description": "when the patron said \"I'm here\""})
+    handed_over_after_seconds = fields.Integer(allow_none=True,
+                                               metadata={"description": "from arrival to hand-over"})
+    selection_id = fields.String(allow_none=True, metadata={"description": "prepared by staff from a selection"})
+    appointment = fields.Nested(lambda: AppointmentSchema(), allow_none=True)
 
 
 class PreparationItemSchema(Schema):
@@ -77,6 +86,7 @@ class PreparationItemSchema(Schema):
     shelf_mark = fields.String()
     needs_transfer = fields.Boolean()
     reservation_complete = fields.Boolean()
+    claimed_by = fields.String(allow_none=True)
 
 
 class PreparationListSchema(Schema):
@@ -162,3 +172,177 @@ class ShiftSchema(Schema):
     preview = fields.Boolean()
     changes = fields.List(fields.Nested(ShiftChangeSchema))
     patrons = fields.Integer()
+
+
+# --- the counter's day: calendar, slots, appointments, day sheet, selections ----------------------------------
+
+class DayRangeSchema(Schema):
+    first = fields.Date(required=True, data_key="from", metadata={"description": "first day, YYYY-MM-DD"})
+    last = fields.Date(required=True, data_key="to", metadata={"description": "last day (included), YYYY-MM-DD"})
+
+
+class DaySchema(Schema):
+    day = fields.Date(required=True, data_key="date", metadata={"description": "YYYY-MM-DD"})
+
+
+class CalendarUpdateSchema(Schema):
+    opening_hours = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), load_default=None,
+                                metadata={"description": 'per weekday, ranges: {"tuesday": ["10:00-12:30", '
+                                                         '"14:00-18:00"]}; a weekday left out is closed'})
+    slot_minutes = fields.Integer(load_default=None, validate=validate.Range(min=5, max=240))
+    slot_capacity = fields.Integer(load_default=None, validate=validate.Range(min=1, max=100),
+                                   metadata={"description": "patrons per slot"})
+
+
+class CalendarDaySchema(Schema):
+    day = fields.Date()
+    open = fields.Boolean()
+    closed_because = fields.String(allow_none=True)
+    closes_at = fields.DateTime(allow_none=True)
+
+
+class CalendarSchema(Schema):
+    pickup_point = fields.String()
+    opening_hours = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    own_hours = fields.Boolean(metadata={"description": "false: the network's default hours apply"})
+    slot_minutes = fields.Integer()
+    slot_capacity = fields.Integer()
+    timezone = fields.String()
+    days = fields.List(fields.Nested(CalendarDaySchema))
+
+
+class CloseDaySchema(Schema):
+    pickup_point = fields.String(load_default="*", validate=validate.Length(min=1, max=60),
+                                 metadata={"description": "a pickup point, or * for the whole network"})
+    day = fields.Date(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=300))
+
+
+class ClosedDaySchema(Schema):
+    id = fields.String()
+    pickup_point = fields.String(attribute="pickup_point_id")
+    day = fields.Date()
+    reason = fields.String()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    appointments_cancelled = fields.Integer(allow_none=True)
+
+
+class SlotSchema(Schema):
+    starts_at = fields.DateTime()
+    ends_at = fields.DateTime()
+    capacity = fields.Integer()
+    booked = fields.Integer()
+    free = fields.Integer()
+
+
+class BookSlotSchema(Schema):
+    starts_at = fields.AwareDateTime(required=True, metadata={"description": "the start of a free slot"})
+
+
+class AppointmentSchema(Schema):
+    id = fields.String()
+    reservation_id = fields.String()
+    pickup_point = fields.String(attribute="pickup_point_id")
+    starts_at = fields.DateTime()
+    ends_at = fields.DateTime()
+    status = fields.String()
+    booked_by = fields.String()
+    booked_at = fields.DateTime()
+
+
+class ReadySchema(Schema):
+    hold_shelf = fields.String(load_default=None, validate=validate.Length(min=1, max=40),
+                               metadata={"description": "where it waits; default: the card's last two digits"})
+
+
+class SheetDocumentSchema(Schema):
+    title = fields.String()
+    barcode = fields.String(allow_none=True)
+    shelf_mark = fields.String(allow_none=True)
+    status = fields.String()
+
+
+class SheetEntrySchema(Schema):
+    reservation_id = fields.String()
+    patron = fields.String()
+    status = fields.String()
+    hold_shelf = fields.String(allow_none=True)
+    claimed_by = fields.String(allow_none=True)
+    arrived_at = fields.DateTime(allow_none=True)
+    selection_id = fields.String(allow_none=True)
+    waiting_outside = fields.Boolean()
+    arrived_before_ready = fields.Boolean()
+    documents = fields.List(fields.Nested(SheetDocumentSchema))
+
+
+class SheetSlotSchema(Schema):
+    starts_at = fields.DateTime()
+    ends_at = fields.DateTime()
+    capacity = fields.Integer()
+    reservations = fields.List(fields.Nested(SheetEntrySchema))
+
+
+class DaySheetSchema(Schema):
+    pickup_point = fields.Nested(PickupPointSchema)
+    day = fields.Date()
+    open = fields.Boolean()
+    closed_because = fields.String(allow_none=True)
+    slots = fields.List(fields.Nested(SheetSlotSchema))
+    without_appointment = fields.List(fields.Nested(SheetEntrySchema), metadata={"description": "ready, no slot"})
+    arrived_before_ready = fields.List(fields.Nested(SheetEntrySchema))
+    waiting_outside = fields.List(fields.Nested(SheetEntrySchema))
+
+
+class RequestSelectionSchema(Schema):
+    patron = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9-]{1,40}$"))
+    pickup_point = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    tastes = fields.String(required=True, validate=validate.Length(min=3, max=1000),
+                           metadata={"description": 'free text: "polars scandinaves", "BD pour un enfant de 8 ans"'})
+    audience = fields.String(required=True, validate=validate.OneOf(AUDIENCES))
+    age_min = fields.Integer(load_default=None, metadata={"description": "youth only, 0–18"})
+    age_max = fields.Integer(load_default=None, metadata={"description": "youth only, 0–18"})
+    kinds = fields.List(fields.String(validate=validate.OneOf(MATERIALS)), load_default=lambda: ["book"],
+                        validate=validate.Length(min=1))
+    documents = fields.Integer(required=True, validate=validate.Range(min=1, max=50))
+    channel = fields.String(load_default=None, validate=validate.OneOf(CHANNELS),
+                            metadata={"description": "web for a patron; staff default to phone"})
+
+
+class ChosenSchema(Schema):
+    title_id = fields.String()
+    title = fields.String()
+    material = fields.String()
+    status = fields.String()
+
+
+class SelectionSchema(Schema):
+    id = fields.String()
+    patron = fields.String()
+    pickup_point = fields.Nested(PickupPointSchema)
+    channel = fields.String()
+    tastes = fields.String()
+    audience = fields.String()
+    age_min = fields.Integer(allow_none=True)
+    age_max = fields.Integer(allow_none=True)
+    kinds = fields.List(fields.String())
+    documents = fields.Integer()
+    status = fields.String(metadata={"description": "requested, prepared, nothing_available"})
+    requested_at = fields.DateTime()
+    claimed_by = fields.String(allow_none=True)
+    prepared_at = fields.DateTime(allow_none=True)
+    note = fields.String(allow_none=True)
+    reservation_id = fields.String(allow_none=True)
+    reservation_status = fields.String(allow_none=True)
+    chosen = fields.List(fields.Nested(ChosenSchema))
+
+
+class PrepareSelectionSchema(Schema):
+    titles = fields.List(fields.String(validate=validate.Length(min=1, max=36)), required=True,
+                         validate=validate.Length(min=1, max=50))
+    note = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
+class NothingAvailableSchema(Schema):
+    note = fields.String(required=True, validate=validate.Length(min=3, max=1000),
+                         metadata={"description": "for the patron: what was looked for, what to try"})

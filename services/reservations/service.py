@@ -1,6 +1,6 @@
 """Reservations: pickup points, reservations and their lines, loans and fines. Entrypoints only."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -13,19 +13,34 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.reservations import closures, desk, stops, views
-from services.reservations.models import Base, Inbox, Outbox, PickupPoint
+from services.reservations import calendars, closures, counter, desk, selections, stops, views
+from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
     AccountSchema,
+    AppointmentSchema,
+    BookSlotSchema,
+    CalendarSchema,
+    CalendarUpdateSchema,
+    CloseDaySchema,
+    ClosedDaySchema,
     ContinuitySchema,
+    DayRangeSchema,
+    DaySchema,
+    DaySheetSchema,
     LoanSchema,
+    NothingAvailableSchema,
     PickupPointSchema,
     PlaceReservationSchema,
     PreparationListSchema,
+    PrepareSelectionSchema,
+    ReadySchema,
+    RequestSelectionSchema,
     ReservationSchema,
+    SelectionSchema,
     ShiftRequestSchema,
     ShiftSchema,
+    SlotSchema,
     SuspendSchema,
     SuspensionSchema,
 )
@@ -69,12 +84,13 @@ class ReservationsService(DriveService):
         with self.db.begin():
             return views.reservation_view(desk.find(self.db, reservation_id, principal))
 
-    @route("POST", "/reservations/<reservation_id>/ready", roles=STAFF, response=ReservationSchema,
-           summary="Prepared: waiting on the hold shelf until the pickup deadline")
-    def mark_ready(self, request, principal, reservation_id):
+    @route("POST", "/reservations/<reservation_id>/ready", roles=STAFF, body=ReadySchema, optional_body=True,
+           response=ReservationSchema, summary="Prepared: waiting on the hold shelf until the pickup deadline "
+                                               "(the next opening day's closing time after the deadline days)")
+    def mark_ready(self, request, principal, reservation_id, body):
         with self.db.begin():
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.make_ready(self.db, self.events, self.policy, reservation, now())
+            desk.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
 
     @route("POST", "/reservations/<reservation_id>/collect", roles=STAFF, response=ReservationSchema,
@@ -120,12 +136,169 @@ class ReservationsService(DriveService):
     @timer("EXPIRY_CHECK_SECONDS", 60)
     def expire_uncollected(self):
         with self.db.begin():
-            desk.expire_due(self.db, self.events, now())
+            desk.expire_due(self.db, self.events, self.policy, now())
 
     @timer("OVERDUE_CHECK_SECONDS", 300)
     def remind_overdue(self):
         with self.db.begin():
             desk.remind_overdue(self.db, self.events, self.policy, now(), closures.suspensions(self.db))
+
+    # --- the counter's day: calendar, slots and appointments, day sheet, claims, arrivals ------------------
+
+    @route("GET", "/pickup-points/<point_id>/calendar", roles=ANYONE, query=DayRangeSchema, response=CalendarSchema,
+           summary="A pickup point's drive hours, slot length and capacity, and which days it opens")
+    def get_calendar(self, request, principal, point_id, query):
+        with self.db.begin():
+            point = calendars.pickup_point(self.db, point_id)
+            return calendars.calendar_view(self.db, point, self.policy, query["first"], query["last"])
+
+    @route("PUT", "/pickup-points/<point_id>/calendar", roles=STAFF, body=CalendarUpdateSchema,
+           response=CalendarSchema, summary="Set a pickup point's weekly drive hours, slot length or capacity")
+    def set_calendar(self, request, principal, point_id, body):
+        with self.db.begin():
+            point = calendars.pickup_point(self.db, point_id, lock=True)
+            calendars.set_calendar(self.db, point, body, now())
+            today = now().astimezone(self.policy.tz).date()
+            return calendars.calendar_view(self.db, point, self.policy, today, today + timedelta(days=13))
+
+    @route("GET", "/closed-days", roles=ANYONE, query=DayRangeSchema, response=ClosedDaySchema(many=True),
+           summary="Closures set by staff (public holidays are known without them: see a point's calendar)")
+    def list_closed_days(self, request, principal, query):
+        with self.db.begin():
+            return calendars.closed_days(self.db, query["first"], query["last"])
+
+    @route("POST", "/closed-days", roles=STAFF, body=CloseDaySchema, response=ClosedDaySchema, status=201,
+           summary="Close a pickup point (or * the network) for a day, with a reason: its appointments are given "
+                   "back, deadlines and due dates on it move to the next opening day")
+    def close_day(self, request, principal, body):
+        with self.db.begin():
+            closed = calendars.close_day(self.db, principal, body["pickup_point"], body["day"], body["reason"],
+                                         now().astimezone(self.policy.tz).date())
+            # Shown in the answer only (not a column): the appointments of that day given back just now.
+            closed.appointments_cancelled = counter.drive_closed(self.db, self.events, closed.pickup_point_id,
+                                                                 closed.day, self.policy, now())
+            return closed
+
+    @route("DELETE", "/closed-days/<closed_day_id>", roles=STAFF, response=ClosedDaySchema,
+           summary="Open again a day closed by mistake")
+    def reopen_day(self, request, principal, closed_day_id):
+        with self.db.begin():
+            return calendars.reopen_day(self.db, closed_day_id)
+
+    @route("GET", "/pickup-points/<point_id>/slots", roles=ANYONE, query=DayRangeSchema,
+           response=SlotSchema(many=True), summary="Coming appointment slots of a pickup point, with free places")
+    def list_slots(self, request, principal, point_id, query):
+        with self.db.begin():
+            point = calendars.pickup_point(self.db, point_id)
+            return counter.slots(self.db, point, self.policy, query["first"], query["last"], now())
+
+    @route("PUT", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, body=BookSlotSchema,
+           response=AppointmentSchema, summary="Book a slot to collect a ready reservation, or move the booking")
+    def book_slot(self, request, principal, reservation_id, body):
+        with self.db.begin():
+            reservation = desk.find(self.db, reservation_id, principal, lock=True)
+            return counter.book(self.db, self.events, self.policy, principal, reservation, body["starts_at"], now())
+
+    @route("GET", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, response=AppointmentSchema,
+           summary="The slot booked to collect a reservation")
+    def get_appointment(self, request, principal, reservation_id):
+        with self.db.begin():
+            return counter.appointment_of(self.db, desk.find(self.db, reservation_id, principal))
+
+    @route("DELETE", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF,
+           response=AppointmentSchema, summary="Give the slot back (the reservation still waits until its deadline)")
+    def cancel_slot(self, request, principal, reservation_id):
+        with self.db.begin():
+            reservation = desk.find(self.db, reservation_id, principal, lock=True)
+            return counter.cancel_booking(self.db, self.events, principal, reservation, now())
+
+    @route("GET", "/pickup-points/<point_id>/day-sheet", roles=STAFF, query=DaySchema, response=DaySheetSchema,
+           summary="The counter's day: per slot, what to hand over and where it waits; walk-ins; who is outside")
+    def day_sheet(self, request, principal, point_id, query):
+        with self.db.begin():
+            point = calendars.pickup_point(self.db, point_id)
+            return counter.day_sheet(self.db, point, self.policy, query["day"], now())
+
+    @route("POST", "/reservations/<reservation_id>/claim", roles=STAFF, response=ReservationSchema,
+           summary="I am preparing this one (409 if another member of staff is)")
+    def claim_reservation(self, request, principal, reservation_id):
+        with self.db.begin():
+            counter.claim(self.db, Reservation, reservation_id, principal, now(), ("placed", "allocated"))
+            return views.reservation_view(desk.find(self.db, reservation_id, principal))
+
+    @route("POST", "/reservations/<reservation_id>/release", roles=STAFF, response=ReservationSchema,
+           summary="Stop preparing it: another member of staff may take it")
+    def release_reservation(self, request, principal, reservation_id):
+        with self.db.begin():
+            counter.release(self.db, Reservation, reservation_id, principal)
+            return views.reservation_view(desk.find(self.db, reservation_id, principal))
+
+    @route("POST", "/reservations/<reservation_id>/arrived", roles=PATRON_OR_STAFF, response=ReservationSchema,
+           summary="\"I'm here\": the patron waits outside the counter (patron_arrived tells the staff app)")
+    def patron_arrived(self, request, principal, reservation_id):
+        with self.db.begin():
+            reservation = desk.find(self.db, reservation_id, principal, lock=True)
+            counter.arrived(self.db, self.events, self.policy, principal, reservation, now())
+            return views.reservation_view(reservation)
+
+    # --- selections: prepared by staff from a patron's tastes --------------------------------------------
+
+    @route("POST", "/selections", roles=PATRON_OR_STAFF, body=RequestSelectionSchema, response=SelectionSchema,
+           status=201, summary="Ask for a selection prepared from tastes (staff: on a patron's behalf)")
+    def request_selection(self, request, principal, body):
+        channel = (body["channel"] or "phone") if principal.is_staff else "web"
+        with self.db.begin():
+            selection = selections.request(self.db, self.events, self.policy, principal, body, channel, now())
+            return selections.selection_view(self.db, selection)
+
+    @route("GET", "/selections/<selection_id>", roles=PATRON_OR_STAFF, response=SelectionSchema,
+           summary="A selection: the tastes, the outcome, and what was chosen")
+    def get_selection(self, request, principal, selection_id):
+        with self.db.begin():
+            return selections.selection_view(self.db, selections.find(self.db, selection_id, principal))
+
+    @route("GET", "/patrons/<card>/selections", roles=PATRON_OR_STAFF, response=SelectionSchema(many=True),
+           summary="A patron's selections")
+    def patron_selections(self, request, principal, card):
+        with self.db.begin():
+            return [selections.selection_view(self.db, s) for s in selections.patron_selections(self.db, card)]
+
+    @route("GET", "/pickup-points/<point_id>/selections", roles=STAFF, response=SelectionSchema(many=True),
+           summary="The selections to prepare for a pickup point, oldest first")
+    def selection_queue(self, request, principal, point_id):
+        with self.db.begin():
+            return [selections.selection_view(self.db, s) for s in selections.queue(self.db, point_id)]
+
+    @route("POST", "/selections/<selection_id>/claim", roles=STAFF, response=SelectionSchema,
+           summary="I am preparing this selection (409 if another member of staff is)")
+    def claim_selection(self, request, principal, selection_id):
+        with self.db.begin():
+            counter.claim(self.db, Selection, selection_id, principal, now(), selections.OPEN)
+            return selections.selection_view(self.db, selections.find(self.db, selection_id, principal))
+
+    @route("POST", "/selections/<selection_id>/release", roles=STAFF, response=SelectionSchema,
+           summary="Stop preparing this selection")
+    def release_selection(self, request, principal, selection_id):
+        with self.db.begin():
+            counter.release(self.db, Selection, selection_id, principal)
+            return selections.selection_view(self.db, selections.find(self.db, selection_id, principal))
+
+    @route("POST", "/selections/<selection_id>/prepare", roles=STAFF, body=PrepareSelectionSchema,
+           response=SelectionSchema, summary="The chosen titles become a reservation, allocated as usual")
+    def prepare_selection(self, request, principal, selection_id, body):
+        with self.db.begin():
+            selection = selections.find(self.db, selection_id, principal, lock=True)
+            selections.prepare(self.db, self.events, self.policy, principal, selection, body["titles"],
+                               body["note"], now())
+            return selections.selection_view(self.db, selection)
+
+    @route("POST", "/selections/<selection_id>/nothing-available", roles=STAFF, body=NothingAvailableSchema,
+           response=SelectionSchema, summary="Nothing fitting is available: say so to the patron with a note")
+    def selection_nothing_available(self, request, principal, selection_id, body):
+        with self.db.begin():
+            selection = selections.find(self.db, selection_id, principal, lock=True)
+            selections.nothing_available(self.db, self.events, principal, selection, body["note"], now())
+            return selections.selection_view(self.db, selection)
 
     # --- continuity: closures, suspended reminders and fines, due dates moved off a closure --------------
 

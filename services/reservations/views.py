@@ -23,6 +23,11 @@ def reservation_view(reservation: Reservation) -> dict:
         "closed_by": reservation.closed_by,
         "visit": {"arrives_at": reservation.visit_arrives_at, "departs_at": reservation.visit_departs_at}
         if reservation.visit_arrives_at else None,
+        "hold_shelf": reservation.hold_shelf, "claimed_by": reservation.claimed_by,
+        "arrived_at": reservation.arrived_at, "selection_id": reservation.selection_id,
+        "handed_over_after_seconds": int((reservation.closed_at - reservation.arrived_at).total_seconds())
+        if reservation.status == "collected" and reservation.arrived_at and reservation.closed_at else None,
+        "appointment": reservation.appointment,
         "lines": [{"id": ln.id, "title_id": ln.title_id, "title": ln.title, "material": ln.material,
                    "status": ln.status, "barcode": ln.barcode, "site": ln.site, "shelf_mark": ln.shelf_mark,
                    "needs_transfer": ln.needs_transfer, "waitlist_position": ln.waitlist_position}
@@ -46,7 +51,8 @@ def preparation_list(session: Session, point_id: str) -> dict:
         Line.status == "allocated")).all()
     items = [{"reservation_id": r.id, "line_id": ln.id, "patron": r.patron, "title_id": ln.title_id,
               "title": ln.title, "barcode": ln.barcode, "site": ln.site, "shelf_mark": ln.shelf_mark,
-              "needs_transfer": ln.needs_transfer, "reservation_complete": r.status == "allocated"
+              "needs_transfer": ln.needs_transfer, "claimed_by": r.claimed_by,
+              "reservation_complete": r.status == "allocated"
               and all(x.status != "waitlisted" and x.status != "pending" for x in r.lines)}
              for ln, r in rows]
     items.sort(key=lambda item: domain.walk_order(item, point.site))

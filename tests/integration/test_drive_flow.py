@@ -1,6 +1,7 @@
 """The drive, steps 1–6, against both services on the real broker and database."""
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, select, update
 
@@ -54,7 +55,10 @@ def test_reserve_allocate_prepare_hand_over_return(drive, token):
     ready = drive.reservations.post(f"/reservations/{rid}/ready")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     deadline = datetime.fromisoformat(ready.json()["pickup_deadline"])
-    assert timedelta(days=9, hours=23) < deadline - datetime.now(UTC) <= timedelta(days=10)
+    # Ten days on, at closing time of an opening day of the drive (default hours: Tuesday–Saturday, till 18:00).
+    local = deadline.astimezone(ZoneInfo("Europe/Paris"))
+    assert (local.date() - datetime.now(ZoneInfo("Europe/Paris")).date()).days >= 10
+    assert local.isoweekday() in (2, 3, 4, 5, 6) and (local.hour, local.minute) == (18, 0)
     assert drive.reservations.post(f"/reservations/{rid}/ready").status_code == 409
     event = drive.tap.wait("reservation_ready", reservation_id=rid)[0]
     assert event["source"] == "reservations" and event["version"] >= 1 and "occurred_at" in event

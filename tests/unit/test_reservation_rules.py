@@ -48,9 +48,9 @@ def test_material_limits_parse():
     assert domain.parse_material_limits("") == {}
 
 
-def test_pickup_deadline_and_due_date():
-    assert domain.pickup_deadline(T0, 10) == T0 + timedelta(days=10)
-    assert domain.due_date(T0, 28) == datetime(2026, 3, 30, 10, 0, tzinfo=UTC)
+def test_holds_are_shelved_by_the_last_digits_of_the_card():
+    assert domain.hold_shelf_for("C001042") == "42"
+    assert domain.hold_shelf_for("7") == "07"
 
 
 def test_days_overdue_counts_whole_days_and_never_negative():
