@@ -44,12 +44,16 @@ def sms_segments(text: str) -> int:
     return -(-septets // part)
 
 
-def fit_sms(render: Callable[[list[str], int], str], items: Sequence[str], max_segments: int = MAX_SMS_SEGMENTS) -> str:
-    """Render with as many listed items as fit in `max_segments` (the rest summed up as "+N"), else cut."""
+def fit_sms(render: Callable[[list[str], int], str], items: Sequence[str], max_segments: int = MAX_SMS_SEGMENTS,
+            fallback: Callable[[list[str], int], str] | None = None) -> str:
+    """Render with as many listed items as fit in `max_segments` (the rest summed up as "+N"). When even none fit,
+    fit the `fallback` (the same text without its optional parts: a link cut short is worse than none); else cut."""
     for keep in range(len(items), -1, -1):
         text = render(list(items[:keep]), len(items) - keep)
         if sms_segments(text) <= max_segments:
             return text
+    if fallback is not None:
+        return fit_sms(fallback, items, max_segments)
     text = render([], len(items))
     while sms_segments(text) > max_segments:
         text = text[:-2] + "…"
@@ -82,8 +86,8 @@ def still_holds(event_type: str, announced_at: datetime, reservation_status: str
                 copy_returned_at: datetime | None = None) -> bool:
     """Does what a waiting message announces still hold? Checked again when it finally goes (quiet hours, a
     retry): a reservation collected or cancelled meanwhile, or a copy returned since the reminder, drops it."""
-    if event_type == "reservation_ready":
-        return reservation_status in (None, "ready")
+    if event_type in ("reservation_ready", "pickup_slot_booked", "pickup_slot_cancelled"):
+        return reservation_status in (None, "ready")  # an appointment matters only while the documents wait
     if event_type == "items_unavailable":
         return reservation_status in (None, "placed", "allocated")
     if event_type == "loan_overdue":

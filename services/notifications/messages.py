@@ -2,7 +2,7 @@
 Templates ship in `templates/<language>/<event>.<channel>.j2` (an e-mail's first line is its subject); a folder
 named by NOTIFY_TEMPLATES_DIR, laid out the same way, overrides any of them without touching code."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,14 @@ from services.notifications.domain import fit_sms
 
 SHIPPED = Path(__file__).resolve().parent / "templates"
 LOCALES = {"fr": "fr_FR", "en": "en_GB"}
+# babel patterns: French writes a time of day "10 h 15"
+MOMENT = {"fr": "EEEE d MMMM 'à' H 'h' mm", "en": "EEEE d MMMM 'at' HH:mm"}
+CLOCK = {"fr": "H 'h' mm", "en": "HH:mm"}
+PATRON_APP_URL = "https://drive.example-bibliotheque.fr"
 ANNOUNCED = ("reservation_ready", "items_unavailable", "reservation_expired", "reservation_cancelled",
-             "loan_overdue", "due_dates_shifted", "reservation_released_to_allocation")
+             "loan_overdue", "due_dates_shifted", "reservation_released_to_allocation", "selection_requested",
+             "selection_prepared", "pickup_slot_booked", "pickup_slot_cancelled")
+PASSED_ON = ("reservation_id", "documents", "outcome", "starts_at", "ends_at", "moved_from", "reason")
 
 
 def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,31 +38,47 @@ def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
     lines = data.get("lines", [])
     return {"titles": [line.get("title") or line["title_id"] for line in lines],
             "pickup_point": (data.get("pickup_point") or {}).get("name", ""),
-            "deadline": data.get("pickup_deadline"), "visit": (data.get("visit") or {}).get("arrives_at")}
+            "deadline": data.get("pickup_deadline"), "visit": (data.get("visit") or {}).get("arrives_at"),
+            **{key: data.get(key) for key in PASSED_ON}}
 
 
 def should_announce(event_type: str, data: Mapping[str, Any]) -> bool:
-    """A patron is told of a cancellation only when staff made it: they know of their own."""
+    """A patron is told of a cancellation only when staff made it: they know of their own. An appointment given
+    back is news only when the library did it (a day closed, staff): a move is followed by its new booking, and a
+    reservation that ended was announced already."""
     if event_type == "reservation_cancelled":
         return data.get("cancelled_by") == "staff"
+    if event_type == "pickup_slot_cancelled":
+        return data.get("reason") == "drive_closed" or (data.get("reason") == "cancelled"
+                                                         and data.get("cancelled_by") == "staff")
     return event_type in ANNOUNCED
 
 
 class Templates:
-    def __init__(self, override_dir: str | None = None, zone: str = "Europe/Paris") -> None:
+    def __init__(self, override_dir: str | None = None, zone: str = "Europe/Paris",
+                 patron_app_url: str = PATRON_APP_URL) -> None:
         loaders = [FileSystemLoader(override_dir)] if override_dir else []
         self.env = Environment(loader=ChoiceLoader([*loaders, FileSystemLoader(str(SHIPPED))]),
                                undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
         self.zone = ZoneInfo(zone)
+        self.app_url = patron_app_url.rstrip("/")
         self.env.filters["when"] = self._when
+        self.env.filters["clock"] = self._clock
         self.env.filters["day"] = self._day
+        self.env.filters["arrival_link"] = self._arrival_link
 
     def _moment(self, value: Any) -> datetime:
         return datetime.fromisoformat(value) if isinstance(value, str) else value
 
     def _when(self, value: Any, language: str) -> str:
-        pattern = "EEEE d MMMM 'à' HH:mm" if language == "fr" else "EEEE d MMMM 'at' HH:mm"
-        return format_datetime(self._moment(value), pattern, tzinfo=self.zone, locale=LOCALES[language])
+        return format_datetime(self._moment(value), MOMENT[language], tzinfo=self.zone, locale=LOCALES[language])
+
+    def _clock(self, value: Any, language: str) -> str:
+        return format_datetime(self._moment(value), CLOCK[language], tzinfo=self.zone, locale=LOCALES[language])
+
+    def _arrival_link(self, reservation_id: str) -> str:
+        """Where the patron, outside the counter, says "I'm here" (the patron app; reservations hears it)."""
+        return f"{self.app_url}/reservations/{reservation_id}/arrived"
 
     def _day(self, value: Any, language: str) -> str:
         local = self._moment(value).astimezone(self.zone)
@@ -67,9 +89,10 @@ class Templates:
         language = language if language in LOCALES else "fr"
         template = self.env.get_template(f"{language}/{event_type}.{channel}.j2")
         if channel == "sms":
-            text = fit_sms(lambda titles, more: template.render({**known, "titles": titles, "more": more,
-                                                                  "language": language}).strip(),
-                           known.get("titles", []))
-            return None, text
-        subject, _, body = template.render({**known, "more": 0, "language": language}).partition("\n")
+            def text(full: bool) -> Callable[[list[str], int], str]:
+                """`full` false: the template leaves out its optional parts (`{% if full %}`)."""
+                return lambda titles, more: template.render({**known, "titles": titles, "more": more,
+                                                             "language": language, "full": full}).strip()
+            return None, fit_sms(text(True), known.get("titles", []), fallback=text(False))
+        subject, _, body = template.render({**known, "more": 0, "language": language, "full": True}).partition("\n")
         return subject.strip(), body.lstrip("\n")

@@ -7,7 +7,7 @@ from nameko.extensions import DependencyProvider
 from services.common.settings import setting
 from services.notifications.channels import Channel, build_channels
 from services.notifications.domain import QuietHours, parse_clock
-from services.notifications.messages import Templates
+from services.notifications.messages import PATRON_APP_URL, Templates
 
 
 class PostOffice:
@@ -15,7 +15,8 @@ class PostOffice:
         self.zone = setting(config, "NOTIFY_TIMEZONE", "Europe/Paris")
         self.quiet = QuietHours(parse_clock(setting(config, "SMS_QUIET_START", "20:00")),
                                 parse_clock(setting(config, "SMS_QUIET_END", "08:00")), self.zone)
-        self.templates = Templates(setting(config, "NOTIFY_TEMPLATES_DIR"), self.zone)
+        self.templates = Templates(setting(config, "NOTIFY_TEMPLATES_DIR"), self.zone,
+                                   setting(config, "PATRON_APP_URL", PATRON_APP_URL))
         self.channels: dict[str, Channel] = build_channels(config)
         self.max_attempts = setting(config, "NOTIFY_MAX_ATTEMPTS", 6, int)
         self.retry_base_seconds = setting(config, "NOTIFY_RETRY_BASE_SECONDS", 30.0, float)

@@ -155,6 +155,25 @@ class NotificationsService(DriveService):
         """The patron's bibliobus stop opened for the drive (`stop_enabled`): their reservation goes ahead."""
         self._record(event)
 
+    @event_handler("reservations", "selection_requested")
+    def on_selection_requested(self, event):
+        self._record(event)
+
+    @event_handler("reservations", "selection_prepared")
+    def on_selection_prepared(self, event):
+        self._record(event)
+
+    @event_handler("reservations", "pickup_slot_booked")
+    def on_pickup_slot_booked(self, event):
+        self._record(event)
+
+    @event_handler("reservations", "pickup_slot_cancelled")
+    def on_pickup_slot_cancelled(self, event):
+        """Only the library's doing is announced (`should_announce`): a day closed, or staff cancelled it."""
+        self._record(event)
+
+    # patron_arrived is not bound: it is for the counter's staff app, the patron has nothing to be told.
+
     @event_handler("inventory", "items_unavailable")
     def on_items_unavailable(self, event):
         self._record(event)

@@ -9,7 +9,7 @@ from nameko.testing.utils import find_free_port
 from sqlalchemy import create_engine, func, select
 
 from services.common.messaging import declare_topology
-from services.notifications.models import ContactRecord, Delivery, PolicyState
+from services.notifications.models import ContactRecord, Delivery, Inbox, PolicyState
 from services.notifications.service import NotificationsService
 from tests.helpers import Client, EventTap, wait_for
 from tests.integration.notifications_support import SmsGateway, publish, smtp_server
@@ -92,7 +92,7 @@ def test_ready_reservation_gives_exactly_one_french_email_even_delivered_twice(p
     assert mail["Subject"] == "Vos documents vous attendent à Médiathèque de quartier"
     text = mail.get_content()
     assert "La nuit du nord" in text and "Le phare de minuit" in text
-    assert "jusqu'au vendredi 4 décembre à 17:00" in text  # 16:00 UTC is 17:00 in Paris
+    assert "jusqu'au vendredi 4 décembre à 17 h 00" in text  # 16:00 UTC is 17:00 in Paris
     with pytest.raises(AssertionError):
         wait_for(lambda: len(post_office.mailbox.messages) > 1, timeout=1)
     sent = post_office.tap.of_type("notification_sent")
@@ -277,3 +277,104 @@ def test_patrons_waiting_for_a_stop_are_told_when_it_opens(post_office):
     mail = post_office.mailbox.messages[0]
     assert mail["Subject"] == "Le bibliobus s'arrête pour vous à Lux — place de la Mairie"
     assert "ouvre au drive" in mail.get_content() and "La nuit du nord" in mail.get_content()
+
+
+def slot(patron: str, reservation_id: str, **extra) -> dict:
+    return {"appointment_id": f"a-{reservation_id}", "reservation_id": reservation_id, "patron": patron,
+            "pickup_point": POINT, "starts_at": datetime(2026, 12, 1, 9, 15, tzinfo=UTC),
+            "ends_at": datetime(2026, 12, 1, 9, 30, tzinfo=UTC), **extra}
+
+
+def inbox_size(url: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(Inbox)).scalar()
+    engine.dispose()
+    return count
+
+
+def test_a_booked_slot_is_confirmed_in_paris_time_and_a_moved_one_says_so(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C15/contact", json={"email": "c15@example.org"})
+    api.call("PUT", "/patrons/C16/contact", json={"phone": "0612345679", "preferred_channel": "sms",
+                                                  "sms_consent": True})
+    with time_machine.travel(tomorrow_at(10), tick=True):
+        publish(post_office.amqp, "reservations", "pickup_slot_booked",
+                slot("C15", "r15", booked_by="patron", moved_from=None))
+        publish(post_office.amqp, "reservations", "pickup_slot_booked",
+                slot("C16", "r16", booked_by="staff", moved_from=datetime(2026, 11, 30, 16, tzinfo=UTC)))
+        post_office.tap.wait("notification_sent", count=2)
+    mail = post_office.mailbox.messages[0]
+    assert mail["Subject"] == "Rendez-vous confirmé le mardi 1 décembre à 10 h 15"  # 09:15 UTC is 10:15 in Paris
+    assert "à Médiathèque de quartier le mardi 1 décembre à 10 h 15 (créneau jusqu'à 10 h 30)" in mail.get_content()
+    assert [m["text"] for m in post_office.gateway.received] == [
+        "Médiathèque : rendez-vous déplacé à Médiathèque de quartier le mardi 1 décembre à 10 h 15 "
+        "(au lieu du lundi 30 novembre à 17 h 00)."]
+    assert [d.event_type for d in deliveries(post_office.url, patron="C16")] == ["pickup_slot_booked"]
+
+
+def test_only_slots_the_library_gave_back_are_announced(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C17/contact", json={"email": "c17@example.org"})
+    for reason, by in (("moved", "patron"), ("reservation_closed", "system"), ("cancelled", "patron")):
+        publish(post_office.amqp, "reservations", "pickup_slot_cancelled",
+                slot("C17", "r17", reason=reason, cancelled_by=by))
+    wait_for(lambda: inbox_size(post_office.url) == 3)  # all three handled, none recorded a delivery
+    assert deliveries(post_office.url, patron="C17") == []
+    publish(post_office.amqp, "reservations", "pickup_slot_cancelled",
+            slot("C17", "r17", reason="drive_closed", cancelled_by="staff"))
+    post_office.tap.wait("notification_sent")
+    mail = post_office.mailbox.messages[0]
+    assert mail["Subject"] == "Rendez-vous annulé : drive fermé ce jour-là"
+    assert "merci de réserver un autre créneau" in mail.get_content()
+    publish(post_office.amqp, "reservations", "pickup_slot_cancelled",
+            slot("C17", "r17", reason="cancelled", cancelled_by="staff"))
+    post_office.tap.wait("notification_sent", count=2)
+    assert post_office.mailbox.messages[1]["Subject"] == "Rendez-vous annulé par la médiathèque"
+    with pytest.raises(AssertionError):
+        wait_for(lambda: len(post_office.mailbox.messages) > 2, timeout=1)
+
+
+def test_the_ready_message_links_to_the_i_am_here_page(post_office):
+    api = post_office.start(PATRON_APP_URL="https://app.example.org/")
+    api.call("PUT", "/patrons/C18/contact", json={"email": "c18@example.org", "language": "en"})
+    api.call("PUT", "/patrons/C19/contact", json={"phone": "0612345670", "preferred_channel": "sms",
+                                                  "sms_consent": True})
+    with time_machine.travel(tomorrow_at(10), tick=True):
+        publish(post_office.amqp, "reservations", "reservation_ready", ready("C18", "r18"))
+        publish(post_office.amqp, "reservations", "reservation_ready", ready("C19", "r19"))
+        post_office.tap.wait("notification_sent", count=2)
+    assert "tell us you have arrived: https://app.example.org/reservations/r18/arrived" in (
+        post_office.mailbox.messages[0].get_content())
+    sms = post_office.gateway.received[0]["text"]
+    assert sms.endswith("Sur place ? Signalez-vous : https://app.example.org/reservations/r19/arrived")
+    assert "La nuit du nord" in sms
+
+
+def test_selections_are_acknowledged_and_their_outcome_told_but_arrivals_are_not(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C20/contact", json={"email": "c20@example.org"})
+    asked = {"selection_id": "s20", "patron": "C20", "pickup_point": POINT, "documents": 4,
+             "requested_at": datetime(2026, 11, 30, 10, tzinfo=UTC)}
+    publish(post_office.amqp, "reservations", "selection_requested",
+            {**asked, "channel": "phone", "audience": "youth", "age_min": 8, "age_max": 10, "kinds": ["comic"]})
+    post_office.tap.wait("notification_sent")
+    assert "votre demande de sélection de 4 documents" in post_office.mailbox.messages[0].get_content()
+    prepared_at = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    publish(post_office.amqp, "reservations", "selection_prepared",
+            {**asked, "outcome": "prepared", "reservation_id": "r20", "prepared_at": prepared_at})
+    post_office.tap.wait("notification_sent", count=2)
+    assert "Votre sélection de 4 documents a été choisie" in post_office.mailbox.messages[1].get_content()
+    publish(post_office.amqp, "reservations", "selection_prepared",
+            {**asked, "selection_id": "s21", "outcome": "nothing_available", "documents": 0,
+             "prepared_at": prepared_at})
+    post_office.tap.wait("notification_sent", count=3)
+    assert "appelez la médiathèque" in post_office.mailbox.messages[2].get_content()
+    queues = declare_topology([NotificationsService], {"AMQP_URI": post_office.amqp})
+    assert any("pickup_slot_booked" in q for q in queues) and not any("patron_arrived" in q for q in queues)
+    publish(post_office.amqp, "reservations", "patron_arrived",
+            {"reservation_id": "r20", "patron": "C20", "pickup_point": POINT, "arrived_at": prepared_at,
+             "ready": True, "signalled_by": "patron"})
+    with pytest.raises(AssertionError):
+        wait_for(lambda: len(post_office.mailbox.messages) > 3, timeout=1)
+    assert len(deliveries(post_office.url, patron="C20")) == 3

@@ -1,0 +1,111 @@
+"""The counter's day end to end: the services as processes, over HTTP and AMQP. Bookings racing for one slot
+across two reservations processes; a selection asked by phone, prepared, booked, "I'm here", handed over."""
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import create_engine, func, insert, select
+
+from services.reservations.models import Appointment, Line, PickupSlot, Reservation
+from tests.e2e.test_drive_e2e import import_catalogue, scalar
+from tests.helpers import wait_for
+
+PARIS = ZoneInfo("Europe/Paris")
+EVERY_DAY = {day: ["09:00-12:00", "14:00-19:00"] for day in
+             ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
+
+
+def seed_ready(url: str, count: int, point: str) -> list[str]:
+    """Ready reservations written straight to the database: the race is about slots, not allocation."""
+    now = datetime.now(UTC)
+    rows = [{"id": str(uuid.uuid4()), "patron": f"R{n:04d}", "pickup_point_id": point, "status": "ready",
+             "channel": "web", "placed_at": now, "ready_at": now, "pickup_deadline": now + timedelta(days=20)}
+            for n in range(count)]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(insert(Reservation), rows)
+        conn.execute(insert(Line), [{"id": str(uuid.uuid4()), "reservation_id": r["id"], "position": 0,
+                                     "title_id": "t", "title": "Titre", "material": "book", "status": "allocated",
+                                     "needs_transfer": False} for r in rows])
+    engine.dispose()
+    return [r["id"] for r in rows]
+
+
+def first_slot(reservations, point: str) -> dict:
+    today = datetime.now(PARIS).date()
+    slots = reservations.get(f"/pickup-points/{point}/slots", params={
+        "from": (today + timedelta(days=1)).isoformat(), "to": (today + timedelta(days=8)).isoformat()}).json()
+    return slots[0]
+
+
+def test_hundred_bookings_race_for_three_places_across_two_processes(system, token):
+    staff = token("staff")
+    replicas = [system.start("reservations"), system.start("reservations")]
+    for replica in replicas:
+        replica.headers = staff
+    assert replicas[0].call("PUT", "/pickup-points/central-adult/calendar",
+                            json={"opening_hours": EVERY_DAY, "slot_capacity": 3}).status_code == 200
+    rids = seed_ready(system.urls["reservations"], 100, "central-adult")
+    slot = first_slot(replicas[1], "central-adult")
+    assert slot["free"] == 3
+
+    def book(n: int):
+        answer = replicas[n % 2].call("PUT", f"/reservations/{rids[n]}/appointment",
+                                      json={"starts_at": slot["starts_at"]})
+        return answer.status_code, answer.json()
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(book, range(100)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [200] * 3 + [409] * 97
+    assert all("full" in body["message"] for status, body in answers if status == 409)
+    url = system.urls["reservations"]
+    assert scalar(url, select(PickupSlot.booked)) == 3
+    assert scalar(url, select(func.count()).select_from(Appointment).where(Appointment.status == "booked")) == 3
+    assert len(system.tap.wait("pickup_slot_booked", count=3)) == 3
+    assert replicas[0].get("/pickup-points/central-adult/slots", params={
+        "from": slot["starts_at"][:10], "to": slot["starts_at"][:10]}).json()[0]["free"] == 0
+
+
+def test_selection_by_phone_to_hand_over_with_an_appointment(system, token):
+    staff, patron = token("staff", "claire"), token("patron", "C777")
+    reservations = system.start("reservations")
+    inventory = system.start("inventory")
+    reservations.headers = inventory.headers = staff
+    import_catalogue(system, inventory, "9782070360024,Meurtres à Malmö,Karin Holm,book,M-1,central,RP HOL\n"
+                                        "9782070368228,Le lac gelé,Karin Holm,book,M-2,central,RP HOL\n", 2)
+    reservations.call("PUT", "/pickup-points/central-adult/calendar", json={"opening_hours": EVERY_DAY})
+
+    # By phone: staff ask on the patron's behalf; the staff app sees the request.
+    asked = reservations.post("/selections", json={"patron": "C777", "pickup_point": "central-adult",
+                                                   "tastes": "polars scandinaves", "audience": "adult",
+                                                   "documents": 2})
+    assert asked.status_code == 201 and asked.json()["channel"] == "phone"
+    sid = asked.json()["id"]
+    system.tap.wait("selection_requested", selection_id=sid)
+    assert reservations.post(f"/selections/{sid}/claim").status_code == 200
+    found = inventory.get("/titles", params={"q": "holm"}).json()["titles"]
+    prepared = reservations.post(f"/selections/{sid}/prepare", json={"titles": [t["id"] for t in found]})
+    assert prepared.status_code == 200, prepared.text
+    rid = prepared.json()["reservation_id"]
+    assert system.tap.wait("selection_prepared", selection_id=sid)[0]["data"]["outcome"] == "prepared"
+    system.tap.wait("items_allocated", reservation_id=rid)
+    wait_for(lambda: reservations.get(f"/reservations/{rid}").json()["status"] == "allocated")
+    assert reservations.post(f"/reservations/{rid}/ready").status_code == 200
+
+    # The patron books a slot, comes, says "I'm here"; the counter's app hears it and hands over.
+    slot = first_slot(reservations, "central-adult")
+    booked = reservations.call("PUT", f"/reservations/{rid}/appointment", headers=patron,
+                               json={"starts_at": slot["starts_at"]})
+    assert booked.status_code == 200, booked.text
+    system.tap.wait("pickup_slot_booked", reservation_id=rid)
+    assert reservations.post(f"/reservations/{rid}/arrived", headers=patron).status_code == 200
+    arrival = system.tap.wait("patron_arrived", reservation_id=rid)[0]["data"]
+    assert arrival["ready"] is True and arrival["slot_starts_at"] and arrival["hold_shelf"] == "77"
+    collected = reservations.post(f"/reservations/{rid}/collect")
+    assert collected.status_code == 200 and collected.json()["handed_over_after_seconds"] is not None
+    system.tap.wait("reservation_collected", reservation_id=rid)
+    mine = reservations.get("/patrons/C777/selections", headers=patron).json()
+    assert mine[0]["reservation_status"] == "collected" and len(mine[0]["chosen"]) == 2
