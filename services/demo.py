@@ -10,8 +10,13 @@ from sqlalchemy.orm import Session
 from services.reservations.models import PickupPoint
 
 PICKUP_POINTS = [
-    {"id": "central-adult", "name": "Médiathèque centrale — espace adultes", "kind": "counter", "site": "central"},
-    {"id": "central-youth", "name": "Médiathèque centrale — espace jeunesse", "kind": "counter", "site": "central"},
+    # The adult counter keeps the network's default drive hours (Tuesday–Saturday), four patrons a slot; the youth
+    # counter opens on Wednesdays and Saturdays, when children are free, two a slot.
+    {"id": "central-adult", "name": "Médiathèque centrale — espace adultes", "kind": "counter", "site": "central",
+     "slot_capacity": 4},
+    {"id": "central-youth", "name": "Médiathèque centrale — espace jeunesse", "kind": "counter", "site": "central",
+     "opening_hours": {"wednesday": ["10:00-12:30", "14:00-18:00"], "saturday": ["10:00-12:30", "14:00-17:00"]},
+     "slot_capacity": 2},
     {"id": "neighbourhood", "name": "Médiathèque de quartier", "kind": "library", "site": "neighbourhood"},
 ]
 

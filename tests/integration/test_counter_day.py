@@ -4,9 +4,9 @@ and appointments, the day sheet, claims, "I'm here", and selections prepared by 
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, update
 
-from services.reservations.models import Appointment, PickupSlot
+from services.reservations.models import Appointment, PickupSlot, Reservation
 from tests.helpers import wait_for
 from tests.integration.test_drive_flow import catalogue
 
@@ -276,3 +276,26 @@ def test_selection_rules_nothing_available_and_quota(drive, token):
     seen = drive.reservations.get(f"/selections/{sid}", headers=patron).json()
     assert seen["note"].startswith("Plus de BD") and seen["chosen"] == []
     assert ask(documents=10).status_code == 201  # its places are free again
+
+
+def test_expiry_respects_a_day_closed_since_the_deadline_was_set(drive_factory):
+    drive = drive_factory(reservations_extra={"EXPIRY_CHECK_SECONDS": 0.2})
+    titles = [catalogue(drive, f"Échéance {n}", [(f"X-{n}", "central", f"R {n}")]) for n in range(2)]
+    kept, gone = (ready_reservation(drive, f"C6{n}", titles[n]) for n in range(2))
+    start_of_today = datetime.combine(today(), datetime.min.time(), PARIS)
+    engine = create_engine(drive.urls["reservations"])
+    with engine.begin() as conn:
+        conn.execute(update(Reservation).where(Reservation.id == kept)
+                     .values(pickup_deadline=start_of_today + timedelta(seconds=1)))
+    # Staff close today at the central library: the deadline that fell today moves to its next opening day.
+    assert drive.reservations.post("/closed-days", json={"pickup_point": "central-adult", "day": today().isoformat(),
+                                                         "reason": "dégât des eaux"}).status_code == 201
+    with engine.begin() as conn:
+        conn.execute(update(Reservation).where(Reservation.id == gone)
+                     .values(pickup_deadline=start_of_today - timedelta(days=1)))
+    drive.tap.wait("reservation_expired", reservation_id=gone)
+    moved = wait_for(lambda: datetime.fromisoformat((r := drive.reservations.get(f"/reservations/{kept}").json())[
+        "pickup_deadline"]) > start_of_today + timedelta(days=1) and r)
+    engine.dispose()
+    assert moved["status"] == "ready"
+    assert drive.tap.of_type("reservation_expired", reservation_id=kept) == []
