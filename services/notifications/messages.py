@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
-from services.notifications.domain import fit_sms
+from services.notifications.domain import fit_sms, gsm_friendly
 
 SHIPPED = Path(__file__).resolve().parent / "templates"
 LOCALES = {"fr": "fr_FR", "en": "en_GB"}
@@ -91,8 +91,8 @@ class Templates:
         if channel == "sms":
             def text(full: bool) -> Callable[[list[str], int], str]:
                 """`full` false: the template leaves out its optional parts (`{% if full %}`)."""
-                return lambda titles, more: template.render({**known, "titles": titles, "more": more,
-                                                             "language": language, "full": full}).strip()
+                return lambda titles, more: gsm_friendly(template.render({
+                    **known, "titles": titles, "more": more, "language": language, "full": full}).strip())
             return None, fit_sms(text(True), known.get("titles", []), fallback=text(False))
         subject, _, body = template.render({**known, "more": 0, "language": language, "full": True}).partition("\n")
         return subject.strip(), body.lstrip("\n")

@@ -11,7 +11,7 @@ from services.notifications.policy import PostOffice
 
 POINT = {"id": "neighbourhood", "name": "Médiathèque de quartier", "kind": "library", "site": "neighbourhood"}
 COUNTER = {"id": "central-youth", "name": "Médiathèque centrale — espace jeunesse", "kind": "counter",
-           "site": "central"}  # "—" is outside GSM-7: the whole SMS goes UCS-2 (70/67 characters)
+           "site": "central"}  # "—" is outside GSM-7: an SMS writes it "-"
 RID = "0b5c2f7e-1d3a-4c59-9e7b-2f1a8d6c4e21"
 STARTS, ENDS = datetime(2026, 12, 1, 9, 15, tzinfo=UTC), datetime(2026, 12, 1, 9, 30, tzinfo=UTC)  # 10:15 in Paris
 
@@ -112,8 +112,12 @@ def test_ready_message_links_to_i_am_here():
 def test_the_link_goes_before_any_title_but_is_never_cut():
     many = render("reservation_ready", ready(POINT, titles=12), "sms")
     assert many.endswith(f"/reservations/{RID}/arrived") and "+" in many and sms_segments(many) <= 2
-    # In UCS-2 two SMS hold 134 characters: the link cannot fit, so it is left out whole, titles fit instead.
-    ucs2 = render("reservation_ready", ready(COUNTER), "sms")
+    # The counter's "—" goes as "-": the SMS stays GSM-7, so the link still fits.
+    dashed = render("reservation_ready", ready(COUNTER), "sms")
+    assert "centrale - espace jeunesse" in dashed and dashed.endswith("/arrived") and sms_segments(dashed) <= 2
+    # A name with a character GSM-7 lacks (here "œ") makes it UCS-2: two SMS hold 134 characters, the link
+    # cannot fit, so it is left out whole and titles fit instead.
+    ucs2 = render("reservation_ready", ready({**COUNTER, "name": "Bibliothèque Sœur Marie"}), "sms")
     assert "http" not in ucs2 and "La nuit du nord 0" in ucs2 and sms_segments(ucs2) <= 2
 
 
