@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # A shard of the suite per process (eventlet forbids xdist); each test has its own vhost and database.
 TEST_ARGS ?=
 
-.PHONY: venv up test test-unit lint bench bench-notifications bench-demand clean
+.PHONY: venv up test test-unit lint bench bench-notifications bench-demand bench-appointments clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ bench-notifications: venv
 
 bench-demand: venv
 	$(BIN)/python bench/demand.py --json
+
+bench-appointments: venv
+	$(BIN)/python bench/appointments.py --json
 
 clean:
 	rm -rf $(VENV) var

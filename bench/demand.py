@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from pipeline import measure_baseline  # noqa: E402
-from run_bench import delete_vhost, recreate_vhost  # noqa: E402
+from run_bench import delete_vhost, recreate_database, recreate_vhost  # noqa: E402
 
 DATABASE = "drive_bench_bibliobus"
 TARGETS = {"ingest_per_s": 1000, "evaluation_s": 1.0, "what_if_90d_s": 5.0}
@@ -44,18 +44,6 @@ TARGETS = {"ingest_per_s": 1000, "evaluation_s": 1.0, "what_if_90d_s": 5.0}
 
 def log(message: str) -> None:
     print(f"[demand {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def recreate_database(pg: str) -> str:
-    import psycopg2
-
-    conn = psycopg2.connect(f"{pg}/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DATABASE}"')
-    conn.close()
-    return f"{pg.replace('postgresql://', 'postgresql+psycopg2://')}/{DATABASE}"
 
 
 def prepare(url: str, amqp: str, stops: int) -> list[str]:
@@ -244,7 +232,7 @@ def main() -> int:
     logs = ROOT / "bench" / "results" / f"demand-{datetime.now():%Y%m%d-%H%M%S}"
     logs.mkdir(parents=True, exist_ok=True)
     amqp = f"amqp://guest:guest@{args.broker}/{quote(args.vhost, safe='')}"
-    url = recreate_database(args.postgres)
+    url = recreate_database(args.postgres, DATABASE)
     recreate_vhost(args.management, args.vhost, "guest")
     env = {**os.environ, "AMQP_URI": amqp.replace("amqp://", "pyamqp://", 1), "BIBLIOBUS_DB_URL": url,
            "LOG_LEVEL": "WARNING", "DEMAND_EVALUATION_SECONDS": "3600"}

@@ -30,12 +30,10 @@ run (SMS_QUIET_START = SMS_QUIET_END = 00:00), so no SMS is held. `--sms-share 0
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -87,18 +85,6 @@ class Meter(CpuMeter):
     def _cmdline(pid: str) -> str:
         line = CpuMeter._cmdline(pid)
         return "" if "autovacuum" in line else line
-
-
-def recreate_database(pg: str, name: str = DATABASE) -> str:
-    import psycopg2
-
-    conn = psycopg2.connect(f"{pg}/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return f"{pg.replace('postgresql://', 'postgresql+psycopg2://')}/{name}"
 
 
 def prepare(url: str, amqp: str) -> list[str]:
@@ -377,34 +363,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-queue-type", choices=("quorum", "classic"), default="quorum")
     p.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
                    help="profile the service with py-spy (raw, --nonblocking) for SECONDS from the start of the burst")
-    p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432", help="server, without a database")
-    p.add_argument("--broker", default="127.0.0.1:5672")
-    p.add_argument("--management", default="http://guest:guest@127.0.0.1:15672")
-    p.add_argument("--vhost", default="drive_bench_notify")
-    p.add_argument("--keep-vhost", action="store_true", help="leave the vhost (and its queues) after the run")
-    p.add_argument("--launcher", help="for experiments: a script run as `python SCRIPT run --config ...` instead of "
-                                       "`python -m nameko run ...` (e.g. one that patches the service first)")
-    p.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    run_bench.add_infra_arguments(p, "drive_bench_notify", json_flag=True)
     return p
 
 
 def main() -> int:
     args = parser().parse_args()
     started = time.monotonic()
-    results = ROOT / "bench" / "results" / (datetime.now().strftime("%Y%m%d-%H%M%S") + "-notifications")
-    results.mkdir(parents=True, exist_ok=True)
-    lock = (results.parent / ".lock").open("w")
-    try:  # the same lock as run_bench.py: two runs at once would share the CPU and skew each other
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        log("another bench run is in progress (bench/results/.lock): wait for it to finish")
+    run = run_bench.start_run("-notifications")
+    if run is None:
         return 3
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
+    results, lock = run
 
     from sqlalchemy import create_engine
 
     amqp = f"amqp://guest:guest@{args.broker}/{quote(args.vhost, safe='')}"
-    url = recreate_database(args.postgres)
+    url = run_bench.recreate_database(args.postgres, DATABASE)
     recreate_vhost(args.management, args.vhost, "guest")
     sink = Path(tempfile.mkdtemp(prefix="drive-bench-sink-"))
     env = {**os.environ, "AMQP_URI": amqp.replace("amqp://", "pyamqp://", 1), "LOG_LEVEL": "WARNING",
@@ -461,9 +435,7 @@ def main() -> int:
         shutil.rmtree(sink, ignore_errors=True)
         if not args.keep_vhost:
             delete_vhost(args.management, args.vhost)
-    problems = services.problems(cpu.wall.get("start", 0.0), cpu.wall.get("end", float("inf"))) if cpu else {}
-    for name, lines in problems.items():
-        log(f"{name} logged {len(lines)} warning(s)/error(s) while measured, e.g.: {lines[0][:400]}")
+    problems = run_bench.service_problems(services, cpu, log)
 
     errors = len(burst.failures) + (args.messages - result.sent) + sink_figures["unknown"]
     figures = {"messages": args.messages, "throughput_per_s": result.throughput_per_s, **result.latency,

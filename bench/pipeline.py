@@ -97,11 +97,15 @@ class Http:
             session.mount("http://", adapter)
         return session
 
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """`headers=` adds to (or overrides, e.g. another token) the session's headers for this request only."""
+        return self.session.request(method, url, timeout=kwargs.pop("timeout", 30), **kwargs)
+
     def post(self, url: str, **kwargs: Any) -> requests.Response:
-        return self.session.post(url, timeout=kwargs.pop("timeout", 30), **kwargs)
+        return self.request("POST", url, **kwargs)
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
-        return self.session.get(url, timeout=kwargs.pop("timeout", 30), **kwargs)
+        return self.request("GET", url, **kwargs)
 
 
 def catalogue_csv(tag: str, titles: range, copies_per_title: int) -> str:

@@ -11,6 +11,7 @@ always, even when something failed. Service logs (LOG_LEVEL=WARNING) and the fig
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import os
@@ -19,9 +20,11 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 import requests
@@ -45,18 +48,36 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def recreate_databases(pg: str) -> dict[str, str]:
+def recreate_database(pg: str, name: str) -> str:
+    """Drop (with its connections) and create one database on the server `pg` (a URL without a database);
+    return its SQLAlchemy URL. Every bench starts from empty databases of its own."""
     import psycopg2
 
     conn = psycopg2.connect(f"{pg}/postgres")
     conn.autocommit = True
     with conn.cursor() as cur:
-        for name in DATABASES.values():
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            cur.execute(f'CREATE DATABASE "{name}"')
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
-    return {service: f"{pg.replace('postgresql://', 'postgresql+psycopg2://')}/{name}"
-            for service, name in DATABASES.items()}
+    return f"{pg.replace('postgresql://', 'postgresql+psycopg2://')}/{name}"
+
+
+def recreate_databases(pg: str) -> dict[str, str]:
+    return {service: recreate_database(pg, name) for service, name in DATABASES.items()}
+
+
+def hold_lock(results_root: Path) -> IO[str] | None:
+    """The lock every bench takes (`bench/results/.lock`, held until the process ends): two runs at once would
+    drop each other's databases, or share the CPU and skew each other. None when another run holds it."""
+    results_root.mkdir(parents=True, exist_ok=True)
+    lock = (results_root / ".lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        log("another bench run is in progress (bench/results/.lock): wait for it to finish")
+        return None
+    return lock
 
 
 def recreate_vhost(management: str, vhost: str, user: str) -> None:
@@ -260,31 +281,53 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def start_run(suffix: str = "") -> tuple[Path, IO] | None:
+    """This run's results folder and the one-run-at-a-time lock (None: another run holds it); SIGTERM then runs
+    the finally blocks, so the services started are always stopped."""
+    results = ROOT / "bench" / "results" / (datetime.now().strftime("%Y%m%d-%H%M%S") + suffix)
+    results.mkdir(parents=True, exist_ok=True)
+    lock = hold_lock(results.parent)
+    if lock is None:
+        return None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return results, lock
+
+
+def service_problems(services: Services, cpu: CpuMeter | None, log: Callable[[str], None]) -> dict:
+    """Warnings and errors the services logged while measured, each kind said once."""
+    problems = services.problems(cpu.wall.get("start", 0.0), cpu.wall.get("end", float("inf"))) if cpu else {}
+    for name, lines in problems.items():
+        log(f"{name} logged {len(lines)} warning(s)/error(s) while measured, e.g.: {lines[0][:400]}")
+    return problems
+
+
+def add_infra_arguments(p: argparse.ArgumentParser, vhost: str, json_flag: bool = False) -> None:
+    """Where the bench's servers are, and how it starts the services: the same options for every bench."""
+    p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432", help="server, without a database")
+    p.add_argument("--broker", default="127.0.0.1:5672")
+    p.add_argument("--management", default="http://guest:guest@127.0.0.1:15672")
+    p.add_argument("--vhost", default=vhost)
+    p.add_argument("--keep-vhost", action="store_true", help="leave the vhost (and its queues) after the run")
+    p.add_argument("--launcher", help="for experiments: a script run as `python SCRIPT run --config ...` instead of "
+                                       "`python -m nameko run ...` (e.g. one that patches a service first)")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+
+
 def main() -> int:
     p = pipeline.parser()
     p.add_argument("--reservations-procs", type=int, default=int(os.environ.get("BENCH_RESERVATIONS_PROCS", 1)))
     p.add_argument("--inventory-procs", type=int, default=int(os.environ.get("BENCH_INVENTORY_PROCS", 2)))
-    p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432", help="server, without a database")
-    p.add_argument("--broker", default="127.0.0.1:5672")
-    p.add_argument("--management", default="http://guest:guest@127.0.0.1:15672")
-    p.add_argument("--vhost", default="drive_bench")
-    p.add_argument("--keep-vhost", action="store_true", help="leave the vhost (and its queues) after the run")
+    add_infra_arguments(p, "drive_bench")
     p.add_argument("--serve", action="store_true",
                    help="set up and start the services, then wait (Ctrl-C stops them): run pipeline.py against them")
-    p.add_argument("--launcher", help="for experiments: a script run as `python SCRIPT run --config ...` instead of "
-                                       "`python -m nameko run ...` (e.g. one that patches a service first)")
     args = p.parse_args()
 
     started = time.monotonic()
-    results = ROOT / "bench" / "results" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    results.mkdir(parents=True, exist_ok=True)
-    lock = (results.parent / ".lock").open("w")
-    try:  # two runs at once would drop each other's databases and vhost
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        log("another bench run is in progress (bench/results/.lock): wait for it to finish")
+    run = start_run()
+    if run is None:
         return 3
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
+    results, lock = run
 
     amqp = f"amqp://guest:guest@{args.broker}/{quote(args.vhost, safe='')}"
     urls = recreate_databases(args.postgres)
@@ -324,9 +367,7 @@ def main() -> int:
         services.stop()
         if not args.keep_vhost:
             delete_vhost(args.management, args.vhost)
-    problems = services.problems(cpu.wall.get("start", 0.0), cpu.wall.get("end", float("inf")))
-    for name, lines in problems.items():
-        log(f"{name} logged {len(lines)} warning(s)/error(s) while measured, e.g.: {lines[0][:400]}")
+    problems = service_problems(services, cpu, log)
     extra = {"processes": f"{args.reservations_procs} reservations + {args.inventory_procs} inventory",
              "queues non-empty at the end (management API, ~5 s stale)":
                  ", ".join(f"{q}={d}" for q, d in depths.items()) or "none",

@@ -169,6 +169,93 @@ def up(demo: bool = typer.Option(True, help="load demo data when the catalogue i
         console.print(f"{name} stopped ({proc.returncode})")
 
 
+def _dates(first: str | None, last: str | None) -> tuple[str, str]:
+    """`--from`/`--to` as given (the service says which one it refuses); by default, the last 7 days."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(ZoneInfo(os.environ.get("DRIVE_TIMEZONE", "Europe/Paris"))).date()
+    last = last or today.isoformat()
+    if first is None:
+        try:
+            first = (date.fromisoformat(last) - timedelta(days=6)).isoformat()
+        except ValueError:
+            first = last  # the service names what does not parse
+    return first, last
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}".removesuffix(".0")
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+@app.command()
+def stats(first: str | None = typer.Option(None, "--from", help="first day, YYYY-MM-DD (default: 6 days before "
+                                                                 "--to)"),
+          last: str | None = typer.Option(None, "--to", help="last day, included (default: today)"),
+          url: str | None = typer.Option(None, help="the reservations service (default: RESERVATIONS_URL, else "
+                                                    "http://127.0.0.1:8001)"),
+          as_json: bool = typer.Option(False, "--json", help="print the service's JSON answer")) -> None:
+    """The figures per day, pickup point and channel, slot occupancy and totals (GET /stats, as staff)."""
+    import json
+
+    import requests
+
+    from services.common.auth import issue_token
+
+    first, last = _dates(first, last)
+    base = (url or os.environ.get("RESERVATIONS_URL") or f"http://127.0.0.1:{SERVICES['reservations']}").rstrip("/")
+    bearer = os.environ.get("DRIVE_TOKEN") or issue_token({}, "staff", "staff-cli")
+    try:
+        answer = requests.get(f"{base}/stats", params={"from": first, "to": last},
+                              headers={"Authorization": f"Bearer {bearer}"}, timeout=60)
+    except requests.ConnectionError:
+        fail(f"the reservations service does not answer at {base}", "start it (`drive up`) or pass --url")
+    if answer.status_code >= 400:
+        body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+        fail(f"refused ({answer.status_code}): {body.get('message', answer.text)} "
+             f"{body.get('fields') or body.get('details') or ''}".strip(), "check --from and --to (YYYY-MM-DD)")
+    report = answer.json()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    span = f"{report['from']} → {report['to']}"
+    rows = Table(title=f"Figures per day, pickup point and channel, {span}")
+    for column in ("day", "pickup point", "channel", "placed", "sel. asked", "sel. prepared", "nothing avail.",
+                   "median prep. min", "collected", "no-shows", "median wait s"):
+        rows.add_column(column, justify="left" if column in ("day", "pickup point", "channel") else "right")
+    for r in report["rows"]:
+        rows.add_row(r["day"], r["pickup_point"], r["channel"], str(r["reservations_placed"]),
+                     str(r["selections_asked"]), str(r["selections_prepared"]),
+                     str(r["selections_nothing_available"]), _figure(r["median_prepare_minutes"]),
+                     str(r["collections"]), str(r["no_shows"]), _figure(r["median_wait_seconds"]))
+    console.print(rows if report["rows"] else f"nothing happened {span}")
+    slots = Table(title="Slot occupancy")
+    for column in ("day", "pickup point", "places", "booked", "occupancy"):
+        slots.add_column(column, justify="left" if column in ("day", "pickup point") else "right")
+    for s in report["slots"]:
+        slots.add_row(s["day"], s["pickup_point"], str(s["places"]), str(s["booked"]), _share(s["occupancy"]))
+    console.print(slots if report["slots"] else "no appointment slots in these days")
+    t = report["totals"]
+    totals = Table(title=f"Totals, {span}")
+    totals.add_column("figure")
+    totals.add_column("value", justify="right")
+    for label, value in (("reservations placed", t["reservations_placed"]),
+                         ("selections asked", t["selections_asked"]),
+                         ("selections prepared", t["selections_prepared"]),
+                         ("  of which nothing available", t["selections_nothing_available"]),
+                         ("median time to prepare (min)", _figure(t["median_prepare_minutes"])),
+                         ("collections", t["collections"]), ("no-shows", t["no_shows"]),
+                         ("median wait at the counter (s)", _figure(t["median_wait_seconds"])),
+                         ("slot places", t["places"]), ("slot places booked", t["booked"]),
+                         ("slot occupancy", _share(t["occupancy"]))):
+        totals.add_row(label, str(value))
+    console.print(totals)
+
+
 @dead_letters.command("list")
 def dead_letters_list(limit: int = 100) -> None:
     """Show the dead letters (they stay in the queue)."""

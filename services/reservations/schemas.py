@@ -346,3 +346,56 @@ class PrepareSelectionSchema(Schema):
 class NothingAvailableSchema(Schema):
     note = fields.String(required=True, validate=validate.Length(min=3, max=1000),
                          metadata={"description": "for the patron: what was looked for, what to try"})
+
+
+# --- figures: per local day, pickup point and channel; slot occupancy --------------------------------------
+
+class StatsRowSchema(Schema):
+    day = fields.Date(metadata={"description": "local day (the drive's time zone)"})
+    pickup_point = fields.String()
+    channel = fields.String(metadata={"description": "web, phone or counter"})
+    reservations_placed = fields.Integer()
+    selections_asked = fields.Integer()
+    selections_prepared = fields.Integer(metadata={"description": "dealt with that day, nothing_available included"})
+    selections_nothing_available = fields.Integer()
+    median_prepare_minutes = fields.Float(allow_none=True,
+                                          metadata={"description": "from asked to prepared, selections prepared "
+                                                                   "that day"})
+    collections = fields.Integer()
+    no_shows = fields.Integer(metadata={"description": "expired that day: not collected by the deadline"})
+    median_wait_seconds = fields.Float(allow_none=True,
+                                       metadata={"description": "from \"I'm here\" to hand-over, collections of "
+                                                                "that day with an arrival"})
+
+
+class SlotOccupancySchema(Schema):
+    day = fields.Date()
+    pickup_point = fields.String()
+    places = fields.Integer(metadata={"description": "the day's slots × their capacity"})
+    booked = fields.Integer(metadata={"description": "appointments booked or honoured on that day's slots"})
+    occupancy = fields.Float(allow_none=True, metadata={"description": "booked / places; null without places"})
+
+
+class StatsTotalsSchema(Schema):
+    reservations_placed = fields.Integer()
+    selections_asked = fields.Integer()
+    selections_prepared = fields.Integer()
+    selections_nothing_available = fields.Integer()
+    median_prepare_minutes = fields.Float(allow_none=True, metadata={"description": "over every sample"})
+    collections = fields.Integer()
+    no_shows = fields.Integer()
+    median_wait_seconds = fields.Float(allow_none=True, metadata={"description": "over every sample"})
+    places = fields.Integer()
+    booked = fields.Integer()
+    occupancy = fields.Float(allow_none=True)
+
+
+class StatsSchema(Schema):
+    first = fields.Date(data_key="from")
+    last = fields.Date(data_key="to")
+    rows = fields.List(fields.Nested(StatsRowSchema),
+                       metadata={"description": "only where something happened; by day, pickup point, channel"})
+    slots = fields.List(fields.Nested(SlotOccupancySchema),
+                        metadata={"description": "counters and libraries (not bibliobus stops), days with places "
+                                                 "or bookings"})
+    totals = fields.Nested(StatsTotalsSchema)

@@ -13,7 +13,7 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.reservations import calendars, closures, counter, desk, selections, stops, views
+from services.reservations import calendars, closures, counter, desk, figures, selections, stops, views
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
@@ -41,6 +41,7 @@ from services.reservations.schemas import (
     ShiftRequestSchema,
     ShiftSchema,
     SlotSchema,
+    StatsSchema,
     SuspendSchema,
     SuspensionSchema,
 )
@@ -218,6 +219,13 @@ class ReservationsService(DriveService):
         with self.db.begin():
             point = calendars.pickup_point(self.db, point_id)
             return counter.day_sheet(self.db, point, self.policy, query["day"], now())
+
+    @route("GET", "/stats", roles=("staff", "analyst"), query=DayRangeSchema, response=StatsSchema,
+           summary="The figures per local day, pickup point and channel (placed, selections asked and prepared, "
+                   "collections, no-shows, median times) and slot occupancy, for at most 366 days")
+    def stats(self, request, principal, query):
+        with self.db.begin():
+            return figures.report(self.db, self.policy, query["first"], query["last"])
 
     @route("POST", "/reservations/<reservation_id>/claim", roles=STAFF, response=ReservationSchema,
            summary="I am preparing this one (409 if another member of staff is)")

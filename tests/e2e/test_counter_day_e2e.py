@@ -109,3 +109,19 @@ def test_selection_by_phone_to_hand_over_with_an_appointment(system, token):
     system.tap.wait("reservation_collected", reservation_id=rid)
     mine = reservations.get("/patrons/C777/selections", headers=patron).json()
     assert mine[0]["reservation_status"] == "collected" and len(mine[0]["chosen"]) == 2
+
+    # The figures count it: asked and prepared by phone, placed by phone, collected after a recorded wait,
+    # and one place taken in the slots of its day.
+    today = datetime.now(PARIS).date()
+    stats = reservations.get("/stats", params={"from": (today - timedelta(days=1)).isoformat(),
+                                               "to": (today + timedelta(days=8)).isoformat()})
+    assert stats.status_code == 200, stats.text
+    phone = [r for r in stats.json()["rows"] if r["pickup_point"] == "central-adult" and r["channel"] == "phone"]
+    assert sum(r["selections_asked"] for r in phone) == 1 and sum(r["selections_prepared"] for r in phone) == 1
+    assert sum(r["reservations_placed"] for r in phone) == 1 and sum(r["collections"] for r in phone) == 1
+    assert [r["median_wait_seconds"] for r in phone if r["collections"]][0] is not None
+    slot_day = datetime.fromisoformat(slot["starts_at"]).astimezone(PARIS).date().isoformat()
+    booked = [s for s in stats.json()["slots"] if s["pickup_point"] == "central-adult" and s["day"] == slot_day]
+    assert booked[0]["booked"] == 1 and booked[0]["occupancy"] > 0
+    assert reservations.get("/stats", headers=patron, params={"from": today.isoformat(),
+                                                              "to": today.isoformat()}).status_code == 403
