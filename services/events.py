@@ -223,6 +223,13 @@ class SelectionPrepared(Schema):
     prepared_at = fields.AwareDateTime(required=True)
 
 
+class SelectionCancelled(Schema):
+    selection_id = fields.String(required=True)
+    patron = fields.String(required=True)
+    pickup_point = fields.Nested(PickupPointRef, required=True)
+    cancelled_by = fields.String(required=True, validate=validate.OneOf(("patron", "staff")))
+
+
 class SlotBooked(Schema):
     appointment_id = fields.String(required=True)
     reservation_id = fields.String(required=True)
@@ -277,6 +284,8 @@ for _type, _schema, _summary, *_version in [
      "in the reservations service (GET /selections/{id}): free text may hold personal data."),
     ("selection_prepared", SelectionPrepared,
      "Staff chose the titles of a selection (now an ordinary reservation), or found nothing fitting."),
+    ("selection_cancelled", SelectionCancelled,
+     "The patron (or staff for them) withdrew a selection not yet prepared: it leaves the staff's queue."),
     ("pickup_slot_booked", SlotBooked, "An appointment at a counter was taken (or moved here)."),
     ("pickup_slot_cancelled", SlotCancelled, "An appointment was given back: cancelled, moved, or its "
                                              "reservation closed."),

@@ -327,7 +327,7 @@ class SelectionSchema(Schema):
     age_max = fields.Integer(allow_none=True)
     kinds = fields.List(fields.String())
     documents = fields.Integer()
-    status = fields.String(metadata={"description": "requested, prepared, nothing_available"})
+    status = fields.String(metadata={"description": "requested, prepared, nothing_available, cancelled"})
     requested_at = fields.DateTime()
     claimed_by = fields.String(allow_none=True)
     prepared_at = fields.DateTime(allow_none=True)

@@ -107,6 +107,16 @@ def nothing_available(session: Session, events: Events, principal: Principal, se
     _announce(session, events, selection, 0)
 
 
+def cancel(session: Session, events: Events, principal: Principal, selection: Selection) -> None:
+    """Withdrawn before staff prepared it: it leaves the queue and gives its places back to the quota."""
+    if selection.status not in OPEN:
+        raise Conflict(f"this selection is already {selection.status}", status=selection.status)
+    selection.status, selection.claimed_by, selection.claimed_at = "cancelled", None, None
+    events.publish(session, "selection_cancelled", {
+        "selection_id": selection.id, "patron": selection.patron, "pickup_point": point_ref(selection.pickup_point),
+        "cancelled_by": "staff" if principal.is_staff else "patron"})
+
+
 def _close(session: Session, selection: Selection, status: str, principal: Principal, note: str | None,
            now: datetime) -> None:
     selection.status, selection.prepared_by, selection.prepared_at = status, principal.subject, now

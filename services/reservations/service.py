@@ -277,6 +277,14 @@ class ReservationsService(DriveService):
         with self.db.begin():
             return [selections.selection_view(self.db, s) for s in selections.queue(self.db, point_id)]
 
+    @route("POST", "/selections/<selection_id>/cancel", roles=PATRON_OR_STAFF, response=SelectionSchema,
+           summary="Withdraw a selection not yet prepared")
+    def cancel_selection(self, request, principal, selection_id):
+        with self.db.begin():
+            selection = selections.find(self.db, selection_id, principal, lock=True)
+            selections.cancel(self.db, self.events, principal, selection)
+            return selections.selection_view(self.db, selection)
+
     @route("POST", "/selections/<selection_id>/claim", roles=STAFF, response=SelectionSchema,
            summary="I am preparing this selection (409 if another member of staff is)")
     def claim_selection(self, request, principal, selection_id):

@@ -275,7 +275,17 @@ def test_selection_rules_nothing_available_and_quota(drive, token):
     assert outcome["outcome"] == "nothing_available" and outcome["reservation_id"] is None
     seen = drive.reservations.get(f"/selections/{sid}", headers=patron).json()
     assert seen["note"].startswith("Plus de BD") and seen["chosen"] == []
-    assert ask(documents=10).status_code == 201  # its places are free again
+    again = ask(documents=10)
+    assert again.status_code == 201  # its places are free again
+    # Withdrawn by the patron: it leaves the queue and gives its places back; another patron cannot withdraw it.
+    again_id = again.json()["id"]
+    assert drive.reservations.post(f"/selections/{again_id}/cancel", headers=token("patron", "C42")).status_code == 403
+    withdrawn = drive.reservations.post(f"/selections/{again_id}/cancel", headers=patron)
+    assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "cancelled"
+    assert drive.tap.wait("selection_cancelled", selection_id=again_id)[0]["data"]["cancelled_by"] == "patron"
+    assert drive.reservations.get("/pickup-points/central-youth/selections").json() == []
+    assert drive.reservations.post(f"/selections/{again_id}/prepare", json={"titles": ["x"]}).status_code == 409
+    assert ask(documents=10).status_code == 201
 
 
 def test_expiry_respects_a_day_closed_since_the_deadline_was_set(drive_factory):
