@@ -1,11 +1,11 @@
-"""The reservation desk: what patrons and staff do, and what inventory's events change, inside the caller's
+"""The reservation desk: what patrons and staff do, and what the timers find due, inside the caller's
 transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
 
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Case, ColumnElement, case, insert, select, text, union_all, update
+from sqlalchemy import insert, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from services.common.auth import Principal
@@ -207,67 +207,3 @@ def remind_overdue(session: Session, events: Events, policy: Policy, now: dateti
             "days_overdue": overdue, "reminder_step": step})
         sent += 1
     return sent
-
-
-# --- inventory's events -----------------------------------------------------------------------------------
-
-def record_allocation(session: Session, events: Sequence[dict]) -> None:
-    """`items_allocated` (the data of many events): straight conditional updates, no read first, two statements
-    for the whole batch. A line takes its copy only while it still waits for one, and a reservation moves on
-    only from `placed`."""
-    lines = _lines_of(events)
-    if not lines:
-        return
-    table, reservations = Line.__table__, Reservation.__table__  # Core, not the ORM's bulk update: less CPU
-    session.execute(update(table).where(*_line_is(lines), table.c.status.in_(("pending", "waitlisted"))).values(
-        status="allocated", waitlist_position=None, barcode=_per_line(lines, "barcode"),
-        site=_per_line(lines, "site"), shelf_mark=_per_line(lines, "shelf_mark"),
-        needs_transfer=_per_line(lines, "needs_transfer")))
-    session.execute(update(reservations).where(reservations.c.id.in_({rid for rid, _ in lines.values()}),
-                                               reservations.c.status == "placed").values(status="allocated"))
-
-
-def record_waiting(session: Session, events: Sequence[dict]) -> None:
-    """`items_unavailable` (the data of many events): one conditional update for the whole batch."""
-    lines = _lines_of(events)
-    if lines:
-        table = Line.__table__
-        session.execute(update(table).where(*_line_is(lines), table.c.status == "pending").values(
-            status="waitlisted", waitlist_position=_per_line(lines, "waitlist_position")))
-
-
-def _lines_of(events: Sequence[dict]) -> dict[str, tuple[str, dict]]:
-    """line id → (reservation id, the event's line); a line named twice keeps its first mention, as one
-    statement per event would (the second update would find the line no longer waiting)."""
-    lines: dict[str, tuple[str, dict]] = {}
-    for data in events:
-        for line in data["lines"]:
-            lines.setdefault(line["line_id"], (data["reservation_id"], line))
-    return lines
-
-
-def _line_is(lines: dict[str, tuple[str, dict]]) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    # The line, and only if it belongs to the reservation the event names.
-    line = Line.__table__.c
-    return line.id.in_(list(lines)), line.reservation_id == case({k: rid for k, (rid, _) in lines.items()},
-                                                                  value=line.id)
-
-
-def _per_line(lines: dict[str, tuple[str, dict]], key: str) -> Case:
-    """The value of `key` for each line, in one expression: `CASE id WHEN … THEN … END`."""
-    return case({k: line[key] for k, (_, line) in lines.items()}, value=Line.__table__.c.id)
-
-
-def record_return(session: Session, data: dict) -> None:
-    query = select(Loan).where(Loan.barcode == data["barcode"], Loan.returned_at.is_(None))
-    if data.get("line_id"):
-        query = query.where(Loan.line_id == data["line_id"])
-    for loan in session.scalars(query.with_for_update()):
-        loan.returned_at = data["returned_at"]
-
-
-def record_title(session: Session, data: dict) -> None:
-    title = session.get(CatalogueTitle, data["title_id"]) or CatalogueTitle(id=data["title_id"])
-    title.title, title.author, title.material = data["title"], data["author"], data["material"]
-    session.add(title)
-

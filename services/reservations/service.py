@@ -13,7 +13,7 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.reservations import calendars, closures, counter, desk, figures, selections, stops, views
+from services.reservations import calendars, closures, counter, desk, figures, intake, selections, stops, views
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
@@ -366,19 +366,19 @@ class ReservationsService(DriveService):
     # The hot path: inventory's answers to placements, many per transaction (services.common.batching).
     @batch_event_handler("inventory", "items_allocated")
     def on_items_allocated(self, events):
-        self._apply_batch(events, desk.record_allocation)
+        self._apply_batch(events, intake.record_allocation)
 
     @batch_event_handler("inventory", "items_unavailable")
     def on_items_unavailable(self, events):
-        self._apply_batch(events, desk.record_waiting)
+        self._apply_batch(events, intake.record_waiting)
 
     @event_handler("inventory", "item_returned")
     def on_item_returned(self, event):
-        self._apply(event, desk.record_return)
+        self._apply(event, intake.record_return)
 
     @event_handler("inventory", "title_catalogued")
     def on_title_catalogued(self, event):
-        self._apply(event, desk.record_title)
+        self._apply(event, intake.record_title)
 
     @event_handler("bibliobus", "stop_registered")
     def on_stop_registered(self, event):
