@@ -202,22 +202,13 @@ def stats(first: str | None = typer.Option(None, "--from", help="first day, YYYY
     """The figures per day, pickup point and channel, slot occupancy and totals (GET /stats, as staff)."""
     import json
 
-    import requests
-
-    from services.common.auth import issue_token
+    from services.common import api_client
 
     first, last = _dates(first, last)
-    base = (url or os.environ.get("RESERVATIONS_URL") or f"http://127.0.0.1:{SERVICES['reservations']}").rstrip("/")
-    bearer = os.environ.get("DRIVE_TOKEN") or issue_token({}, "staff", "staff-cli")
-    try:
-        answer = requests.get(f"{base}/stats", params={"from": first, "to": last},
-                              headers={"Authorization": f"Bearer {bearer}"}, timeout=60)
-    except requests.ConnectionError:
-        fail(f"the reservations service does not answer at {base}", "start it (`drive up`) or pass --url")
-    if answer.status_code >= 400:
-        body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-        fail(f"refused ({answer.status_code}): {body.get('message', answer.text)} "
-             f"{body.get('fields') or body.get('details') or ''}".strip(), "check --from and --to (YYYY-MM-DD)")
+    base = url or os.environ.get("RESERVATIONS_URL") or f"http://127.0.0.1:{SERVICES['reservations']}"
+    answer = api_client.call(base, "GET", "/stats", role="staff", params={"from": first, "to": last},
+                             unreachable_hint="start it (`drive up`) or pass --url",
+                             refused_hint="check --from and --to (YYYY-MM-DD)", refused_exit=2)
     report = answer.json()
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))

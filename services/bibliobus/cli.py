@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.common import api_client
+
 app = typer.Typer(no_args_is_help=True, help="Bibliobus stops: demand, thresholds, overrides, what-ifs.")
 console = Console()
 REASON = typer.Option(..., "--reason", help="why (kept in the audit log)")
@@ -22,23 +24,8 @@ PNG = typer.Option(None, "--png", help="also write the chart to this PNG file")
 
 
 def call(method: str, path: str, role: str = "analyst", **kwargs: Any) -> requests.Response:
-    from services.common.auth import issue_token
-
-    base = os.environ.get("BIBLIOBUS_URL", "http://127.0.0.1:8004").rstrip("/")
-    token = os.environ.get("DRIVE_TOKEN") or issue_token({}, role, f"{role}-cli")
-    try:
-        answer = requests.request(method, base + path, headers={"Authorization": f"Bearer {token}"}, timeout=60,
-                                  **kwargs)
-    except requests.ConnectionError:
-        console.print(f"[bold red]error:[/] the bibliobus service does not answer at {base} — start it "
-                      "(`drive up`) or set BIBLIOBUS_URL")
-        raise typer.Exit(2) from None
-    if answer.status_code >= 400:
-        body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-        console.print(f"[bold red]refused ({answer.status_code}):[/] {body.get('message', answer.text)} "
-                      f"{body.get('fields') or body.get('details') or ''}")
-        raise typer.Exit(1)
-    return answer
+    return api_client.call(os.environ.get("BIBLIOBUS_URL", "http://127.0.0.1:8004"), method, path, role=role,
+                           unreachable_hint="start it (`drive up`) or set BIBLIOBUS_URL", **kwargs)
 
 
 def local(moment: str | None) -> str:
