@@ -2,9 +2,10 @@
 rules are in `calendar`; this reads and writes them, inside the caller's transaction."""
 
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,12 @@ def pickup_point(session: Session, point_id: str, lock: bool = False) -> PickupP
     if point is None:
         raise NotFound(f"no pickup point {point_id}", pickup_point=point_id)
     return point
+
+
+def during(column: ColumnElement, first: date, last: date, tz: ZoneInfo) -> ColumnElement[bool]:
+    """`column` (a moment) falls on one of the local days from `first` to `last`, both included."""
+    return and_(column >= datetime.combine(first, time(0), tzinfo=tz),
+                column < datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz))
 
 
 def calendar_of(session: Session, point: PickupPoint, policy: Policy, since: date | None = None) -> Calendar:

@@ -2,7 +2,8 @@
 patron's "I'm here". Inside the caller's transaction; every change writes its event to the outbox with it."""
 
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
@@ -13,10 +14,12 @@ from services.common.errors import Conflict, Invalid, NotFound
 from services.common.relay import Events
 from services.reservations import domain
 from services.reservations.calendar import check_range
-from services.reservations.calendars import calendar_of, capacity_of
+from services.reservations.calendars import calendar_of, capacity_of, during
 from services.reservations.models import Appointment, PickupPoint, PickupSlot, Reservation
 from services.reservations.policy import Policy
 from services.reservations.refs import point_ref
+
+KEPT = ("booked", "honoured")  # an appointment that holds its place, or held it until the hand-over
 
 
 def _who(principal: Principal) -> str:
@@ -29,10 +32,7 @@ def slots(session: Session, point: PickupPoint, policy: Policy, first: date, las
     if point.kind == "bibliobus_stop":
         raise Invalid("a bibliobus stop has visits, not counter slots", field="pickup_point")
     calendar = calendar_of(session, point, policy, since=first)
-    table = PickupSlot.__table__.c
-    known = {row.starts_at: row for row in session.execute(select(table.starts_at, table.capacity, table.booked).where(
-        table.pickup_point_id == point.id, table.starts_at >= _start_of(first, policy),
-        table.starts_at < _start_of(last + timedelta(days=1), policy)))}
+    known = _slot_rows(session, point, first, last, policy)
     default = capacity_of(point, policy)
     found = []
     for slot in calendar.slots(first, last):
@@ -45,8 +45,11 @@ def slots(session: Session, point: PickupPoint, policy: Policy, first: date, las
     return found
 
 
-def _start_of(day: date, policy: Policy) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=policy.tz)
+def _slot_rows(session: Session, point: PickupPoint, first: date, last: date, policy: Policy) -> dict[datetime, Any]:
+    """The point's slots already booked at least once in those days, by start: their capacity and places taken."""
+    table = PickupSlot.__table__.c
+    return {row.starts_at: row for row in session.execute(select(table.starts_at, table.capacity, table.booked).where(
+        table.pickup_point_id == point.id, during(table.starts_at, first, last, policy.tz)))}
 
 
 def current_appointment(session: Session, reservation_id: str) -> Appointment | None:
@@ -141,9 +144,8 @@ def reservation_closed(session: Session, events: Events, reservation: Reservatio
 
 def drive_closed(session: Session, events: Events, point_id: str, day: date, policy: Policy, now: datetime) -> int:
     """Staff closed a day: its appointments are given back (patrons are told by the event) to be booked again."""
-    start = _start_of(day, policy)
-    query = select(Appointment).where(Appointment.status == "booked", Appointment.starts_at >= start,
-                                      Appointment.starts_at < start + timedelta(days=1))
+    query = select(Appointment).where(Appointment.status == "booked",
+                                      during(Appointment.starts_at, day, day, policy.tz))
     if point_id != "*":
         query = query.where(Appointment.pickup_point_id == point_id)
     found = session.scalars(query).all()
@@ -220,20 +222,17 @@ def day_sheet(session: Session, point: PickupPoint, policy: Policy, day: date, n
     """Per slot of the day, the reservations to hand over and where each waits on the hold shelf; then the
     ready ones without an appointment (walk-ins), and the patrons who came before theirs was ready."""
     calendar = calendar_of(session, point, policy, since=day)
-    start = _start_of(day, policy)
+    start = datetime.combine(day, time(0), tzinfo=policy.tz)
     booked = session.execute(select(Appointment, Reservation).join(
         Reservation, Reservation.id == Appointment.reservation_id).where(
-        Appointment.pickup_point_id == point.id, Appointment.status.in_(("booked", "honoured")),
-        Appointment.starts_at >= start, Appointment.starts_at < start + timedelta(days=1))).all()
+        Appointment.pickup_point_id == point.id, Appointment.status.in_(KEPT),
+        during(Appointment.starts_at, day, day, policy.tz))).all()
     by_slot: dict[datetime, list[dict]] = {}
     for appointment, reservation in booked:
         by_slot.setdefault(appointment.starts_at, []).append(sheet_entry(reservation))
-    table = PickupSlot.__table__.c
-    capacity = dict(session.execute(select(table.starts_at, table.capacity).where(
-        table.pickup_point_id == point.id, table.starts_at >= start,
-        table.starts_at < start + timedelta(days=1))).all())
+    known = _slot_rows(session, point, day, day, policy)
     slot_rows = [{"starts_at": slot.starts_at, "ends_at": slot.ends_at,
-                  "capacity": capacity.get(slot.starts_at, capacity_of(point, policy)),
+                  "capacity": known[slot.starts_at].capacity if slot.starts_at in known else capacity_of(point, policy),
                   "reservations": sorted(by_slot.pop(slot.starts_at, []), key=lambda e: e["hold_shelf"] or "")}
                  for slot in calendar.slots(day, day)]
     # Bookings on a slot the hours no longer have (hours changed since) still show, so nobody is forgotten.

@@ -2,7 +2,7 @@
 transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, text, union_all, update
@@ -144,20 +144,30 @@ def _close(reservation: Reservation, status: str, by: str, now: datetime) -> Non
             line.status = status
 
 
+def _calendar_per_point(session: Session, policy: Policy) -> Callable[[PickupPoint], Calendar]:
+    """Each point's calendar, read once per timer run (not once per reservation or loan)."""
+    known: dict[str, Calendar] = {}
+
+    def of(point: PickupPoint) -> Calendar:
+        if point.id not in known:
+            known[point.id] = calendar_of(session, point, policy)
+        return known[point.id]
+    return of
+
+
 def expire_due(session: Session, events: Events, policy: Policy, now: datetime, limit: int = 100) -> int:
     """Ready reservations past their deadline. Each is claimed by a conditional update, so two replicas
     running this timer never expire (and announce) the same reservation twice. A deadline on a day the point
     has since closed moves to its next opening day instead."""
     due = session.execute(select(Reservation.id, Reservation.pickup_deadline, PickupPoint).join(PickupPoint).where(
         Reservation.status == "ready", Reservation.pickup_deadline < now).limit(limit)).all()
-    calendars: dict[str, Calendar] = {}
+    calendar = _calendar_per_point(session, policy)
     expired = 0
     for reservation_id, deadline, point in due:
-        calendar = calendars.setdefault(point.id, calendar_of(session, point, policy))
-        if calendar.still_due(deadline) > now:
+        moved = calendar(point).still_due(deadline)
+        if moved > now:
             session.execute(update(Reservation).where(Reservation.id == reservation_id, Reservation.status == "ready")
-                            .values(pickup_deadline=calendar.still_due(deadline))
-                            .execution_options(synchronize_session=False))
+                            .values(pickup_deadline=moved).execution_options(synchronize_session=False))
             continue
         claimed = session.execute(update(Reservation).where(
             Reservation.id == reservation_id, Reservation.status == "ready")
@@ -186,13 +196,13 @@ def remind_overdue(session: Session, events: Events, policy: Policy, now: dateti
     loans = session.execute(select(Loan, PickupPoint).join(Reservation, Reservation.id == Loan.reservation_id)
                             .join(PickupPoint).where(Loan.returned_at.is_(None), Loan.due_at < now)
                             .order_by(Loan.due_at)).all()
-    calendars: dict[str, Calendar] = {}
+    calendar = _calendar_per_point(session, policy)
     sent = 0
     for loan, point in loans:
         if sent >= policy.reminders_per_run:
             break
         # A due date on a day the point has since closed counts from its next opening day.
-        due_at = calendars.setdefault(point.id, calendar_of(session, point, policy)).still_due(loan.due_at)
+        due_at = calendar(point).still_due(loan.due_at)
         overdue = domain.days_overdue(due_at, now, suspensions, policy.grace_days)
         step = domain.reminder_step(overdue, policy.reminder_steps)
         if step <= loan.reminder_step:

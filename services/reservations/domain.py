@@ -29,6 +29,11 @@ def ensure_transition(current: str, target: str) -> None:
         raise Conflict(f"a reservation that is {current} cannot become {target}", status=current)
 
 
+def channel_for(asked: str | None, by_staff: bool) -> str:
+    """A patron's own request comes from the web; staff say where it came from (the phone by default)."""
+    return (asked or "phone") if by_staff else "web"
+
+
 def initial_status(point_kind: str, point_enabled: bool) -> str:
     """A reservation at a closed bibliobus stop is taken (it is demand) but waits for the stop to open."""
     return "waiting_for_stop" if point_kind == "bibliobus_stop" and not point_enabled else "placed"

@@ -9,7 +9,7 @@ never a query per day) and hands them over."""
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from statistics import median
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from services.reservations.calendar import Calendar, check_range
-from services.reservations.calendars import calendar_of, capacity_of
+from services.reservations.calendars import calendar_of, capacity_of, during
+from services.reservations.counter import KEPT
 from services.reservations.models import Appointment, PickupPoint, PickupSlot, Reservation, Selection
 from services.reservations.policy import Policy
 
@@ -25,7 +26,6 @@ MAX_DAYS = 366
 COUNTERS = ("reservations_placed", "selections_asked", "selections_prepared", "selections_nothing_available",
             "collections", "no_shows")
 PREPARED = ("prepared", "nothing_available")  # a selection staff have dealt with, whatever they found
-BOOKED = ("booked", "honoured")  # an appointment that holds (or held) its place
 
 
 @dataclass(frozen=True)
@@ -142,17 +142,12 @@ def aggregate(first: date, last: date, zone: str, reservations: Iterable[Reserva
     return {"first": first, "last": last, "rows": rows, "slots": slots, "totals": totals}
 
 
-def _midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=tz)
-
-
 def report(session: Session, policy: Policy, first: date, last: date) -> dict:
     """The figures of a range of days (at most a year), read inside the caller's transaction."""
     check_range(first, last, max_days=MAX_DAYS)
-    start, end = _midnight(first, policy.tz), _midnight(last + timedelta(days=1), policy.tz)
 
-    def within(column):  # the range's local days, as UTC moments
-        return and_(column >= start, column < end)
+    def within(column):  # the range's local days
+        return during(column, first, last, policy.tz)
 
     reservations = [ReservationFact(*row) for row in session.execute(select(
         Reservation.pickup_point_id, Reservation.channel, Reservation.status, Reservation.placed_at,
@@ -181,5 +176,5 @@ def report(session: Session, policy: Policy, first: date, last: date) -> dict:
         places.update({(day, point.id): n for day, n in by_day.items()})
     bookings = [BookingFact(*row) for row in session.execute(select(
         Appointment.pickup_point_id, Appointment.starts_at).where(
-        Appointment.pickup_point_id.in_(ids), Appointment.status.in_(BOOKED), within(Appointment.starts_at)))]
+        Appointment.pickup_point_id.in_(ids), Appointment.status.in_(KEPT), within(Appointment.starts_at)))]
     return aggregate(first, last, policy.zone, reservations, selections, bookings, places)

@@ -13,7 +13,7 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.reservations import calendars, closures, counter, desk, figures, intake, selections, stops, views
+from services.reservations import calendars, closures, counter, desk, domain, figures, intake, selections, stops, views
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
@@ -71,9 +71,7 @@ class ReservationsService(DriveService):
     @route("POST", "/reservations", roles=PATRON_OR_STAFF, body=PlaceReservationSchema,
            response=ReservationSchema, status=201, summary="Reserve titles for collection at a pickup point")
     def place_reservation(self, request, principal, body):
-        channel = body["channel"] or ("phone" if principal.is_staff else "web")
-        if not principal.is_staff:
-            channel = "web"
+        channel = domain.channel_for(body["channel"], principal.is_staff)
         with self.db.begin():
             reservation = desk.place(self.db, self.events, self.policy, principal, body["patron"],
                                      body["pickup_point"], body["titles"], channel)
@@ -254,7 +252,7 @@ class ReservationsService(DriveService):
     @route("POST", "/selections", roles=PATRON_OR_STAFF, body=RequestSelectionSchema, response=SelectionSchema,
            status=201, summary="Ask for a selection prepared from tastes (staff: on a patron's behalf)")
     def request_selection(self, request, principal, body):
-        channel = (body["channel"] or "phone") if principal.is_staff else "web"
+        channel = domain.channel_for(body["channel"], principal.is_staff)
         with self.db.begin():
             selection = selections.request(self.db, self.events, self.policy, principal, body, channel, now())
             return selections.selection_view(self.db, selection)

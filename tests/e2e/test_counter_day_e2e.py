@@ -4,17 +4,13 @@ across two reservations processes; a selection asked by phone, prepared, booked,
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, func, insert, select
 
 from services.reservations.models import Appointment, Line, PickupSlot, Reservation
 from tests.e2e.test_drive_e2e import import_catalogue, scalar
 from tests.helpers import wait_for
-
-PARIS = ZoneInfo("Europe/Paris")
-EVERY_DAY = {day: ["09:00-12:00", "14:00-19:00"] for day in
-             ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
+from tests.integration.test_counter_day import EVERY_DAY, PARIS, coming_slots
 
 
 def seed_ready(url: str, count: int, point: str) -> list[str]:
@@ -33,13 +29,6 @@ def seed_ready(url: str, count: int, point: str) -> list[str]:
     return [r["id"] for r in rows]
 
 
-def first_slot(reservations, point: str) -> dict:
-    today = datetime.now(PARIS).date()
-    slots = reservations.get(f"/pickup-points/{point}/slots", params={
-        "from": (today + timedelta(days=1)).isoformat(), "to": (today + timedelta(days=8)).isoformat()}).json()
-    return slots[0]
-
-
 def test_hundred_bookings_race_for_three_places_across_two_processes(system, token):
     staff = token("staff")
     replicas = [system.start("reservations"), system.start("reservations")]
@@ -48,7 +37,7 @@ def test_hundred_bookings_race_for_three_places_across_two_processes(system, tok
     assert replicas[0].call("PUT", "/pickup-points/central-adult/calendar",
                             json={"opening_hours": EVERY_DAY, "slot_capacity": 3}).status_code == 200
     rids = seed_ready(system.urls["reservations"], 100, "central-adult")
-    slot = first_slot(replicas[1], "central-adult")
+    slot = coming_slots(replicas[1], "central-adult")[0]
     assert slot["free"] == 3
 
     def book(n: int):
@@ -96,7 +85,7 @@ def test_selection_by_phone_to_hand_over_with_an_appointment(system, token):
     assert reservations.post(f"/reservations/{rid}/ready").status_code == 200
 
     # The patron books a slot, comes, says "I'm here"; the counter's app hears it and hands over.
-    slot = first_slot(reservations, "central-adult")
+    slot = coming_slots(reservations, "central-adult")[0]
     booked = reservations.call("PUT", f"/reservations/{rid}/appointment", headers=patron,
                                json={"starts_at": slot["starts_at"]})
     assert booked.status_code == 200, booked.text

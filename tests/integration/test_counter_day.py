@@ -6,13 +6,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, select, update
 
+from services.reservations.calendar import WEEKDAYS
 from services.reservations.models import Appointment, PickupSlot, Reservation
-from tests.helpers import wait_for
+from tests.helpers import Client, wait_for
 from tests.integration.test_drive_flow import catalogue
 
 PARIS = ZoneInfo("Europe/Paris")
-EVERY_DAY = {day: ["09:00-12:00", "14:00-19:00"] for day in
-             ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
+EVERY_DAY = {day: ["09:00-12:00", "14:00-19:00"] for day in WEEKDAYS}
 
 
 def today() -> date:
@@ -30,8 +30,9 @@ def ready_reservation(drive, card: str, title_id: str, point: str = "central-adu
     return rid
 
 
-def coming_slots(drive, point: str = "central-adult") -> list[dict]:
-    found = drive.reservations.get(f"/pickup-points/{point}/slots",
+def coming_slots(reservations: Client, point: str = "central-adult") -> list[dict]:
+    """The point's free and full slots from tomorrow to a week on (today may have none left)."""
+    found = reservations.get(f"/pickup-points/{point}/slots",
                                    params={"from": (today() + timedelta(days=1)).isoformat(),
                                            "to": (today() + timedelta(days=8)).isoformat()})
     assert found.status_code == 200, found.text
@@ -89,7 +90,7 @@ def test_book_move_cancel_an_appointment_and_who_may(drive, token):
     patron = token("patron", "C1")
     first = ready_reservation(drive, "C1", titles[0], headers=patron)
     second = ready_reservation(drive, "C2", titles[1])
-    slots = coming_slots(drive)
+    slots = coming_slots(drive.reservations)
     one, two = slots[0]["starts_at"], slots[1]["starts_at"]
 
     booked = drive.reservations.call("PUT", f"/reservations/{first}/appointment", headers=patron,
@@ -97,7 +98,7 @@ def test_book_move_cancel_an_appointment_and_who_may(drive, token):
     assert booked.status_code == 200, booked.text
     assert booked.json()["booked_by"] == "patron"
     drive.tap.wait("pickup_slot_booked", reservation_id=first)
-    assert coming_slots(drive)[0]["free"] == 0
+    assert coming_slots(drive.reservations)[0]["free"] == 0
     full = drive.reservations.call("PUT", f"/reservations/{second}/appointment", json={"starts_at": one})
     assert full.status_code == 409 and "full" in full.json()["message"]
     # Another patron can neither book, read nor cancel this appointment.
@@ -123,7 +124,7 @@ def test_book_move_cancel_an_appointment_and_who_may(drive, token):
                                     json={"starts_at": two})
     assert moved.status_code == 200 and moved.json()["starts_at"] == two
     assert [e["data"]["reason"] for e in drive.tap.wait("pickup_slot_cancelled", reservation_id=first)] == ["moved"]
-    free = {s["starts_at"]: s["free"] for s in coming_slots(drive)}
+    free = {s["starts_at"]: s["free"] for s in coming_slots(drive.reservations)}
     assert (free[one], free[two]) == (1, 0)  # the first place was given back
     assert drive.reservations.call("PUT", f"/reservations/{second}/appointment",
                                    json={"starts_at": one}).status_code == 200
@@ -149,7 +150,7 @@ def test_closing_a_day_gives_its_appointments_back(drive):
     drive.reservations.call("PUT", "/pickup-points/central-adult/calendar", json={"opening_hours": EVERY_DAY})
     title = catalogue(drive, "Le jour fermé", [("F-1", "central", "R 1")])
     rid = ready_reservation(drive, "C9", title)
-    slot = coming_slots(drive)[0]
+    slot = coming_slots(drive.reservations)[0]
     assert drive.reservations.call("PUT", f"/reservations/{rid}/appointment",
                                    json={"starts_at": slot["starts_at"]}).status_code == 200
     day = datetime.fromisoformat(slot["starts_at"]).astimezone(PARIS).date()
@@ -165,7 +166,7 @@ def test_day_sheet_claims_and_arrival(drive, token):
     titles = [catalogue(drive, f"Feuille {n}", [(f"S-{n}", "central", f"R {n}")]) for n in range(3)]
     booked = ready_reservation(drive, "C21", titles[0])
     walk_in = ready_reservation(drive, "C22", titles[1])
-    slot = coming_slots(drive)[0]
+    slot = coming_slots(drive.reservations)[0]
     drive.reservations.call("PUT", f"/reservations/{booked}/appointment", json={"starts_at": slot["starts_at"]})
     early = drive.reservations.post("/reservations", json={"patron": "C23", "pickup_point": "central-adult",
                                                            "titles": [titles[2]]}).json()["id"]

@@ -50,7 +50,7 @@ def build_a_day(drive, token) -> str:
     # On the web: ready, a slot booked, "I'm here", handed over 90 s later.
     patron = token("patron", "C1")
     collected_id = ready_reservation(drive, "C1", titles[0], headers=patron)
-    slot = coming_slots(drive)[0]
+    slot = coming_slots(drive.reservations)[0]
     booked = drive.reservations.call("PUT", f"/reservations/{collected_id}/appointment", headers=patron,
                                      json={"starts_at": slot["starts_at"]})
     assert booked.status_code == 200, booked.text
