@@ -41,13 +41,11 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -60,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run_bench  # noqa: E402
-from pipeline import Http, new_histogram, now, percentiles_ms  # noqa: E402
+from pipeline import Http, closed_loop, new_histogram, now, percentiles_ms  # noqa: E402
 from run_bench import BIN, ROOT, CpuMeter, Services, delete_vhost, log, recreate_vhost  # noqa: E402
 
 from services.common.auth import issue_token  # noqa: E402
@@ -162,31 +160,18 @@ class Attempt:
     detail: str = ""
 
 
-def closed_loop(n: int, concurrency: int, attempt: Callable[[int, int], tuple[str, str]]) -> list[Attempt]:
-    """C workers, each sending its next attempt when the previous one has answered. `attempt(worker, index)` returns
-    (outcome, detail); an exception counts as an error, none stops the run."""
-    done: list[Attempt | None] = [None] * n
-    counter = iter(range(n))
-    lock = threading.Lock()
-
-    def worker(k: int) -> None:
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            record = Attempt(index=i, started=now())
-            try:
-                record.outcome, record.detail = attempt(k, i)
-            except Exception as exc:  # noqa: BLE001 — every failure is counted
-                record.outcome, record.detail = "error", f"{exc.__class__.__name__}: {exc}"[:300]
-            record.answered = now()
-            done[i] = record
-
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="client") as pool:
-        for future in [pool.submit(worker, k) for k in range(concurrency)]:
-            future.result()
-    return [a for a in done if a is not None]
+def run_attempts(n: int, concurrency: int, attempt: Callable[[int, int], tuple[str, str]]) -> list[Attempt]:
+    """The closed loop of attempts: `attempt(client, index)` returns (outcome, detail); an exception counts as
+    an error."""
+    def one(k: int, i: int) -> Attempt:
+        record = Attempt(index=i, started=now())
+        try:
+            record.outcome, record.detail = attempt(k, i)
+        except Exception as exc:  # noqa: BLE001 — every failure is counted
+            record.outcome, record.detail = "error", f"{exc.__class__.__name__}: {exc}"[:300]
+        record.answered = now()
+        return record
+    return closed_loop(n, concurrency, one)
 
 
 @dataclass
@@ -248,7 +233,7 @@ def booker(http: Http, urls: Sequence[str], reservations: Sequence[tuple[str, st
 
 def book_all(http: Http, urls: Sequence[str], reservations: Sequence[tuple[str, str]], slots: Sequence[dict],
              choices: Sequence[int], concurrency: int) -> list[Attempt]:
-    return closed_loop(len(reservations), concurrency, booker(http, urls, reservations, slots, choices))
+    return run_attempts(len(reservations), concurrency, booker(http, urls, reservations, slots, choices))
 
 
 # --- what the database says afterwards -------------------------------------------------------------------------
@@ -362,7 +347,7 @@ def baseline_round(dsn: str, point: str, slots: Sequence[dict], choices: Sequenc
         return "booked", ""
 
     try:
-        run = summarise(closed_loop(len(choices), concurrency, attempt))
+        run = summarise(run_attempts(len(choices), concurrency, attempt))
         with admin.cursor() as cur:
             cur.execute(f"SELECT count(*) FILTER (WHERE booked > capacity), coalesce(sum(booked), 0) FROM {SCRATCH}")
             overbooked, places = cur.fetchone()

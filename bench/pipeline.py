@@ -42,11 +42,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pika
 import requests
@@ -263,38 +263,50 @@ class PipelineResult:
     tag: str = ""
 
 
-def place_all(http: Http, reservations_urls: Sequence[str], title_ids: Sequence[str], n: int, concurrency: int,
-              tag: str, label: str) -> list[Placement]:
-    placements: list[Placement | None] = [None] * n
+T = TypeVar("T")
+
+
+def closed_loop(n: int, concurrency: int, one: Callable[[int, int], T]) -> list[T]:
+    """C clients, each sending its next request when the previous one has answered: `one(client, index)` for every
+    index below n, results in index order. `one` records its own failures: none may stop the run."""
+    results: list[T | None] = [None] * n
     counter = iter(range(n))
     lock = threading.Lock()
 
-    def client() -> None:
+    def client(k: int) -> None:
         while True:
             with lock:
                 i = next(counter, None)
             if i is None:
                 return
-            body = {"patron": f"b{tag}-{label}-{i}", "pickup_point": PICKUP_POINTS[i % len(PICKUP_POINTS)],
-                    "titles": [title_ids[i % len(title_ids)]]}
-            url = f"{reservations_urls[i % len(reservations_urls)]}/reservations"
-            placement = Placement(started=now())
-            try:
-                answer = http.post(url, json=body)
-                placement.status = answer.status_code
-                if answer.status_code == 201:
-                    placement.reservation_id = answer.json()["id"]
-                else:
-                    placement.error = f"{answer.status_code} {answer.text[:200]}"
-            except Exception as exc:  # noqa: BLE001 — every failure is counted, none stops the run
-                placement.error = f"{exc.__class__.__name__}: {exc}"[:300]
-            placement.answered = now()
-            placements[i] = placement
+            results[i] = one(k, i)
 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="client") as pool:
-        for future in [pool.submit(client) for _ in range(concurrency)]:
+        for future in [pool.submit(client, k) for k in range(concurrency)]:
             future.result()
-    return [p for p in placements if p is not None]
+    return [r for r in results if r is not None]
+
+
+def place_all(http: Http, reservations_urls: Sequence[str], title_ids: Sequence[str], n: int, concurrency: int,
+              tag: str, label: str) -> list[Placement]:
+    def place(_: int, i: int) -> Placement:
+        body = {"patron": f"b{tag}-{label}-{i}", "pickup_point": PICKUP_POINTS[i % len(PICKUP_POINTS)],
+                "titles": [title_ids[i % len(title_ids)]]}
+        url = f"{reservations_urls[i % len(reservations_urls)]}/reservations"
+        placement = Placement(started=now())
+        try:
+            answer = http.post(url, json=body)
+            placement.status = answer.status_code
+            if answer.status_code == 201:
+                placement.reservation_id = answer.json()["id"]
+            else:
+                placement.error = f"{answer.status_code} {answer.text[:200]}"
+        except Exception as exc:  # noqa: BLE001 — every failure is counted, none stops the run
+            placement.error = f"{exc.__class__.__name__}: {exc}"[:300]
+        placement.answered = now()
+        return placement
+
+    return closed_loop(n, concurrency, place)
 
 
 def measure_pipeline(reservations_urls: Sequence[str], inventory_urls: Sequence[str], amqp_uri: str, n: int = 2000,
