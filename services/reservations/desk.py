@@ -89,11 +89,10 @@ def place(session: Session, events: Events, policy: Policy, principal: Principal
 
 
 def make_ready(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime,
-               principal: Principal | None = None, hold_shelf: str | None = None) -> None:
+               principal: Principal, hold_shelf: str | None = None) -> None:
     domain.ensure_ready_to_prepare(reservation.status, [ln.status for ln in reservation.lines
                                                         if ln.status != "cancelled"])
-    if principal is not None:
-        counter.ensure_free_to_prepare(reservation.claimed_by, principal)
+    counter.ensure_free_to_prepare(reservation.claimed_by, principal)
     visit = stops.assign_visit(session, reservation, now)
     reservation.status, reservation.ready_at = "ready", now
     reservation.hold_shelf = hold_shelf or domain.hold_shelf_for(reservation.patron)
