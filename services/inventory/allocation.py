@@ -13,6 +13,7 @@ from sqlalchemy import case, func, insert, select, union, update
 from sqlalchemy.orm import Session
 
 from services.common.errors import Conflict, NotFound
+from services.inventory import shelves
 from services.inventory.models import Copy, CopyHistory, Title, WaitlistEntry
 
 # SQLAlchemy Core on the tables, not the ORM: nothing here needs objects, and the ORM's layer cost about as much
@@ -32,14 +33,16 @@ Shelf = dict[str, dict[str, list[dict]]]  # title → site → copies on the she
 
 def allocate(session: Session, requests: list[Request]) -> list[tuple[list[dict], list[dict]]]:
     """For each request, in order: (lines allocated a copy, lines put on their title's waitlist). A line
-    already holding a copy or a waitlist place (its reservation released twice, say) is left alone."""
+    already holding a copy or a waitlist place (its reservation released twice, say) is left alone, and so is
+    every line of a reservation already closed (its cancellation handled before its placement)."""
     titles = sorted({line["title_id"] for request in requests for line in request.lines})
     _lock_titles(session, titles)
     done = _already_handled(session, titles, [line["line_id"] for r in requests for line in r.lines])
+    closed = shelves.closed_among(session, [r.reservation_id for r in requests])
     todo = []
     for r in requests:
         lines = [line for line in sorted(r.lines, key=lambda ln: (ln["title_id"], ln["line_id"]))
-                 if line["line_id"] not in done]
+                 if line["line_id"] not in done and r.reservation_id not in closed]
         done.update(line["line_id"] for line in lines)  # a line named twice in the batch is served once
         todo.append(lines)
     shelf = _shelf(session, Counter(line["title_id"] for lines in todo for line in lines))
@@ -68,9 +71,7 @@ def allocate(session: Session, requests: list[Request]) -> list[tuple[list[dict]
 
 
 def _lock_titles(session: Session, title_ids: list[str]) -> None:
-    # FOR UPDATE applies after ORDER BY: the rows are locked in that order.
-    found = session.scalars(select(TITLES.c.id).where(TITLES.c.id.in_(title_ids)).order_by(TITLES.c.id)
-                            .with_for_update()).all()
+    found = shelves.lock_titles(session, title_ids)
     missing = sorted(set(title_ids) - set(found))
     if missing:
         raise NotFound(f"unknown title {missing[0]}", title_id=missing[0])

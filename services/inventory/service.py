@@ -132,11 +132,11 @@ class InventoryService(DriveService):
 
     @event_handler("reservations", "reservation_cancelled")
     def on_reservation_cancelled(self, event):
-        self._give_back(event)
+        self._close(event, "cancelled")
 
     @event_handler("reservations", "reservation_expired")
     def on_reservation_expired(self, event):
-        self._give_back(event)
+        self._close(event, "expired")
 
     @event_handler("reservations", "reservation_collected")
     def on_reservation_collected(self, event):
@@ -144,8 +144,9 @@ class InventoryService(DriveService):
             if first_delivery(self.db, Inbox, event):
                 shelves.lend(self.db, event.data["reservation_id"], event.data["loans"])
 
-    def _give_back(self, event):
+    def _close(self, event, why):
         with self.db.begin():
             if first_delivery(self.db, Inbox, event):
-                for type_, data in shelves.give_back(self.db, event.data["reservation_id"]):
+                titles = [line["title_id"] for line in event.data["lines"]]
+                for type_, data in shelves.close(self.db, event.data["reservation_id"], titles, why):
                     self.events.publish(self.db, type_, data)
