@@ -8,6 +8,7 @@ on the waitlist. A handful of statements per batch, not per line: that is what m
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import case, func, insert, select, union, update
 from sqlalchemy.orm import Session
@@ -136,8 +137,25 @@ def _queue(session: Session, queued: list[dict]) -> dict[str, int]:
         return {}
     # Ids in the batch's order (SQLAlchemy then inserts in parameter order): the order of the waitlist.
     session.execute(insert(WAITLIST).returning(WAITLIST.c.id, sort_by_parameter_order=True), queued)
-    w, earlier = WAITLIST.c, WAITLIST.alias("earlier").c
-    position = (select(func.count()).where(earlier.title_id == w.title_id, earlier.status == "waiting",
-                                           earlier.id <= w.id).scalar_subquery())
-    rows = session.execute(select(w.line_id, position).where(w.line_id.in_([q["line_id"] for q in queued])))
+    w = WAITLIST.c
+    rows = session.execute(select(w.line_id, _position()).where(w.line_id.in_([q["line_id"] for q in queued])))
     return dict(rows.tuples().all())
+
+
+def _position() -> Any:
+    """A waitlist entry's place among its title's waiting lines (1 = next to be served)."""
+    w, earlier = WAITLIST.c, WAITLIST.alias("earlier").c
+    return (select(func.count()).where(earlier.title_id == w.title_id, earlier.status == "waiting",
+                                       earlier.id <= w.id).scalar_subquery().label("waitlist_position"))
+
+
+def standing(session: Session, reservation_id: str, pickup_site: str) -> tuple[list[dict], list[dict]]:
+    """What a reservation's lines hold now, in the shapes `allocate` returns: said again to reservations when
+    its placement is re-announced (`drive check --fix`), so that a reservation stuck in `placed` moves on."""
+    c, w = COPIES.c, WAITLIST.c
+    held = session.execute(select(c.line_id, c.title_id, c.barcode, c.site, c.shelf_mark)
+                           .where(c.reservation_id == reservation_id, c.status == "allocated")).mappings()
+    waiting = session.execute(select(w.line_id, w.title_id, _position())
+                              .where(w.reservation_id == reservation_id, w.status == "waiting")).mappings()
+    return ([{**row, "needs_transfer": row["site"] != pickup_site} for row in held],
+            [{**row, "title": None} for row in waiting])

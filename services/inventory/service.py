@@ -12,7 +12,7 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.inventory import allocation, catalogue, shelves
+from services.inventory import allocation, audit, catalogue, shelves
 from services.inventory.domain import parse_catalogue
 from services.inventory.models import Base, Inbox, Outbox
 from services.inventory.policy import InventoryPolicy
@@ -20,6 +20,7 @@ from services.inventory.schemas import (
     CheckinResultSchema,
     CheckinSchema,
     CopySchema,
+    HoldingsSchema,
     ImportResultSchema,
     NewCopySchema,
     NewTitleSchema,
@@ -30,6 +31,7 @@ from services.inventory.schemas import (
 
 ANYONE = ("patron", "staff", "analyst", "ops")
 STAFF = ("staff",)
+OPS = ("ops",)
 
 
 class InventoryService(DriveService):
@@ -101,6 +103,12 @@ class InventoryService(DriveService):
             for copy in shelves.due_from_quarantine(self.db, datetime.now(UTC)):
                 self.events.publish(self.db, *shelves.free_copy(self.db, copy, "quarantine_over"))
 
+    @route("GET", "/audit/holdings", roles=OPS, response=HoldingsSchema,
+           summary="Copies set aside and waitlist places, each with its reservation line (for `drive check`)")
+    def audit_holdings(self, request, principal):
+        with self.db.begin():
+            return audit.holdings(self.db)
+
     # --- reservations' events --------------------------------------------------------------------------
 
     @batch_event_handler("reservations", "reservation_placed")
@@ -123,6 +131,9 @@ class InventoryService(DriveService):
                 for e in fresh])
             for event, (allocated, waiting) in zip(fresh, outcomes, strict=True):
                 data = event.data
+                if data.get("reannounced"):  # `drive check --fix`: say all it holds, not only what is new
+                    allocated, waiting = allocation.standing(self.db, data["reservation_id"],
+                                                             data["pickup_point"]["site"])
                 if allocated:
                     self.events.publish(self.db, "items_allocated", {
                         "reservation_id": data["reservation_id"], "lines": allocated, "reason": "placement"})

@@ -45,7 +45,10 @@ def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
 def should_announce(event_type: str, data: Mapping[str, Any]) -> bool:
     """A patron is told of a cancellation only when staff made it: they know of their own. An appointment given
     back is news only when the library did it (a day closed, staff): a move is followed by its new booking, and a
-    reservation that ended was announced already."""
+    reservation that ended was announced already. An event published again to repair a service (`drive check
+    --fix`) is never news."""
+    if data.get("reannounced"):
+        return False
     if event_type == "reservation_cancelled":
         return data.get("cancelled_by") == "staff"
     if event_type == "pickup_slot_cancelled":

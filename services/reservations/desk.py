@@ -81,11 +81,28 @@ def place(session: Session, events: Events, policy: Policy, principal: Principal
     # The answer's objects stay out of the session; every value it shows is set (the point too: no lazy load).
     reservation = Reservation(**row, pickup_point=point)
     reservation.lines = [Line(**line) for line in lines]
-    events.publish(session, "reservation_placed", {
-        "reservation_id": reservation.id, "patron": card, "pickup_point": point_ref(point), "channel": channel,
-        "lines": [line_ref(ln) for ln in reservation.lines], "placed_at": reservation.placed_at,
-        "waiting_for_stop": reservation.status == "waiting_for_stop"})
+    events.publish(session, "reservation_placed", placement(reservation))
     return reservation
+
+
+def placement(reservation: Reservation) -> dict:
+    """What `reservation_placed` says of a reservation (also when `drive check --fix` says it again)."""
+    return {"reservation_id": reservation.id, "patron": reservation.patron,
+            "pickup_point": point_ref(reservation.pickup_point), "channel": reservation.channel,
+            "lines": [line_ref(ln) for ln in reservation.lines], "placed_at": reservation.placed_at,
+            "waiting_for_stop": reservation.status == "waiting_for_stop"}
+
+
+def cancellation(reservation: Reservation) -> dict:
+    return {"reservation_id": reservation.id, "patron": reservation.patron,
+            "cancelled_by": "patron" if reservation.closed_by == "patron" else "staff",
+            "pickup_point": point_ref(reservation.pickup_point), "lines": [line_ref(ln) for ln in reservation.lines]}
+
+
+def expiry(reservation: Reservation) -> dict:
+    return {"reservation_id": reservation.id, "patron": reservation.patron,
+            "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
+            "lines": [line_ref(ln) for ln in reservation.lines]}
 
 
 def make_ready(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime,
@@ -131,9 +148,7 @@ def cancel(session: Session, events: Events, reservation: Reservation, by: str, 
     domain.ensure_transition(reservation.status, "cancelled")
     _close(reservation, "cancelled", by, now)
     counter.reservation_closed(session, events, reservation, now)
-    events.publish(session, "reservation_cancelled", {
-        "reservation_id": reservation.id, "patron": reservation.patron, "cancelled_by": by,
-        "pickup_point": point_ref(reservation.pickup_point), "lines": [line_ref(ln) for ln in reservation.lines]})
+    events.publish(session, "reservation_cancelled", cancellation(reservation))
 
 
 def _close(reservation: Reservation, status: str, by: str, now: datetime) -> None:
@@ -177,10 +192,7 @@ def expire_due(session: Session, events: Events, policy: Policy, now: datetime, 
         reservation = session.get(Reservation, reservation_id, populate_existing=True)
         _close(reservation, "expired", "timer", now)
         counter.reservation_closed(session, events, reservation, now)
-        events.publish(session, "reservation_expired", {
-            "reservation_id": reservation.id, "patron": reservation.patron,
-            "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
-            "lines": [line_ref(ln) for ln in reservation.lines]})
+        events.publish(session, "reservation_expired", expiry(reservation))
         expired += 1
     return expired
 

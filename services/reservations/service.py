@@ -13,12 +13,26 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.reservations import calendars, closures, counter, desk, domain, figures, intake, selections, stops, views
+from services.reservations import (
+    audit,
+    calendars,
+    closures,
+    counter,
+    desk,
+    domain,
+    figures,
+    intake,
+    selections,
+    stops,
+    views,
+)
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
     AccountSchema,
     AppointmentSchema,
+    AuditLinesSchema,
+    AuditQuerySchema,
     BookSlotSchema,
     CalendarSchema,
     CalendarUpdateSchema,
@@ -35,6 +49,8 @@ from services.reservations.schemas import (
     PreparationListSchema,
     PrepareSelectionSchema,
     ReadySchema,
+    ReannouncedSchema,
+    ReannounceSchema,
     RequestSelectionSchema,
     ReservationSchema,
     SelectionSchema,
@@ -49,6 +65,7 @@ from services.reservations.schemas import (
 ANYONE = ("patron", "staff", "analyst", "ops")
 PATRON_OR_STAFF = ("patron", "staff")
 STAFF = ("staff",)
+OPS = ("ops",)
 
 
 def now() -> datetime:
@@ -356,6 +373,21 @@ class ReservationsService(DriveService):
         with self.db.begin():
             changes = closures.undo_shift(self.db, self.events, shift_id, now())
         return {"id": shift_id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
+
+    # --- the audit of `drive check` ----------------------------------------------------------------------
+
+    @route("GET", "/audit/lines", roles=OPS, query=AuditQuerySchema, response=AuditLinesSchema,
+           summary="Open lines that should hold a copy or a waitlist place in inventory; reservations stuck in placed")
+    def audit_lines(self, request, principal, query):
+        with self.db.begin():
+            return audit.open_lines(self.db, now(), query["stuck_after_seconds"])
+
+    @route("POST", "/audit/reannounce", roles=OPS, body=ReannounceSchema, response=ReannouncedSchema(many=True),
+           summary="Say again the event that put each reservation where it is (placed, cancelled, expired), marked "
+                   "`reannounced`, so that a service that missed it catches up")
+    def audit_reannounce(self, request, principal, body):
+        with self.db.begin():
+            return audit.reannounce(self.db, self.events, body["reservation_ids"], body["dry_run"])
 
     def _shift_changes(self, body):
         return closures.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
