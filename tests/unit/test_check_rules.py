@@ -45,3 +45,12 @@ def test_a_pending_line_agrees_with_whatever_inventory_holds_its_answer_may_be_o
 def test_stuck_placements_are_said_again():
     report = compare([line("r1", "l1", status="pending")], [], [], stuck_placed=["r1"])
     assert kinds(report) == [("stuck_placed", "r1")] and report.to_reannounce() == ["r1"]
+
+
+def test_an_event_said_again_is_no_news_for_patrons():
+    from services.notifications.messages import should_announce
+
+    cancelled = {"reservation_id": "r1", "cancelled_by": "staff"}
+    assert should_announce("reservation_cancelled", cancelled)
+    assert not should_announce("reservation_cancelled", {**cancelled, "reannounced": True})
+    assert not should_announce("reservation_expired", {"reservation_id": "r1", "reannounced": True})
