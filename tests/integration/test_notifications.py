@@ -7,6 +7,7 @@ import pytest
 import time_machine
 from nameko.testing.utils import find_free_port
 from sqlalchemy import create_engine, func, select, update
+from sqlalchemy.orm import Session
 
 from services.common.messaging import declare_topology
 from services.common.migrate import upgrade
@@ -580,3 +581,34 @@ def test_a_shift_of_only_a_ready_reservation_tells_its_new_pickup_deadline(post_
     assert "rendre" not in text
     sms = post_office.gateway.received[0]["text"]
     assert "12 mai" in sms and "rendre" not in sms, sms
+
+
+@pytest.mark.parametrize("db_kind", BOTH)
+def test_settling_one_outcome_that_raises_leaves_the_others_settled(db_kind, make_database, tmp_path):
+    from services.common.database import make_engine
+    from services.common.relay import Events
+    from services.notifications import postroom
+    from services.notifications.models import Outbox
+
+    url = f"sqlite:///{tmp_path / 'settle.db'}" if db_kind == "sqlite" else make_database("notifications")
+    if db_kind == "sqlite":
+        upgrade("notifications", url)
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        # d3's channel is one no event may name: settling its failure raises after its row was changed.
+        for id_, channel in (("d1", "email"), ("d2", "email"), ("d3", "fax")):
+            session.add(Delivery(id=id_, event_id=f"e-{id_}", event_type="reservation_ready", announced_at=now,
+                                 patron="C50", channel=channel, status="sending", recipient="c50@example.org",
+                                 subject="s", body="b", attempts=1, next_attempt_at=now, created_at=now))
+    events = Events("notifications", Outbox, kick=lambda: None)
+    with Session(engine) as session, session.begin():
+        postroom.settle_all(session, events, [
+            postroom.Attempt("d1"), postroom.Attempt("d3", error="refused", permanent=True),
+            postroom.Attempt("gone", error="SMTP 451"), postroom.Attempt("d2", error="SMTP 451")], now)
+    with Session(engine) as session:
+        # d3 is left as it was (its lease brings it back), not failed without its notification_failed
+        assert {d.id: d.status for d in session.scalars(select(Delivery))} == {
+            "d1": "sent", "d2": "pending", "d3": "sending"}
+        assert [o.routing_key for o in session.scalars(select(Outbox))] == ["notification_sent"]
+    engine.dispose()
