@@ -321,7 +321,7 @@ class DeliveryOutcome(Schema):
     channel = fields.String(required=True, validate=validate.OneOf(("email", "sms", "none")))
     attempts = fields.Integer(required=True)
     reason = fields.String(load_default=None, allow_none=True,
-                           metadata={"description": "why it failed: permanent, exhausted, no_contact"})
+                           metadata={"description": "why it failed: permanent, exhausted, no_contact, erased"})
     reservation_id = fields.String(load_default=None, allow_none=True)
 
 
