@@ -2,6 +2,7 @@
 rules are in `calendar`; this reads and writes them, inside the caller's transaction."""
 
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -40,6 +41,17 @@ def calendar_of(session: Session, point: PickupPoint, policy: Policy, since: dat
     hours = parse_week(point.opening_hours) if point.opening_hours is not None else policy.default_hours
     return Calendar(hours=hours, closures=dict(closures), zone=policy.zone,
                     slot_minutes=point.slot_minutes or policy.slot_minutes)
+
+
+def calendar_per_point(session: Session, policy: Policy) -> Callable[[PickupPoint], Calendar]:
+    """Each point's calendar, read once per run over many reservations or loans (not once for each)."""
+    known: dict[str, Calendar] = {}
+
+    def of(point: PickupPoint) -> Calendar:
+        if point.id not in known:
+            known[point.id] = calendar_of(session, point, policy)
+        return known[point.id]
+    return of
 
 
 def capacity_of(point: PickupPoint, policy: Policy) -> int:

@@ -173,9 +173,13 @@ class ReservationsService(DriveService):
         with self.db.begin():
             closed = calendars.close_day(self.db, principal, body["pickup_point"], body["day"], body["reason"],
                                          now().astimezone(self.policy.tz).date())
-            # Shown in the answer only (not a column): the appointments of that day given back just now.
+            # Shown in the answer only (not columns): the appointments of that day given back, and the
+            # deadlines and due dates moved off it, just now.
             closed.appointments_cancelled = counter.drive_closed(self.db, self.events, closed.pickup_point_id,
                                                                  closed.day, self.policy, now())
+            moved = closures.move_off_closed_day(self.db, self.events, principal, closed.pickup_point_id,
+                                                 closed.day, self.policy, now())
+            closed.due_date_shift, closed.dates_moved = moved["due_date_shift"], moved["dates_moved"]
             return closed
 
     @route("DELETE", "/closed-days/<closed_day_id>", roles=STAFF, response=ClosedDaySchema,
