@@ -88,6 +88,7 @@ class ReservationsService(DriveService):
                                                "(the next opening day's closing time after the deadline days)")
     def mark_ready(self, request, principal, reservation_id, body):
         with self.db.begin():
+            calendars.hold_closures(self.db)  # before the reservation's row, in the order a closure takes them
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
             desk.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
@@ -96,6 +97,7 @@ class ReservationsService(DriveService):
            summary="Handed over: loans start")
     def collect(self, request, principal, reservation_id):
         with self.db.begin():
+            calendars.hold_closures(self.db)  # the due dates it sets, as for a pickup deadline
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
             desk.collect(self.db, self.events, self.policy, reservation, now())
             return views.reservation_view(reservation)

@@ -122,8 +122,8 @@ def _blocked_on_locks(url: str) -> int:
 
 @pytest.mark.parametrize("first", ["central-adult", "*"])
 def test_two_closures_of_one_day_on_two_replicas_move_a_deadline_once(drive_factory, container_factory, first):
-    """The point's closure and the network's, on two replicas, both read the deadline before either moves it:
-    the test holds the reservation's row until both wait on it, in a chosen order; one moves it, one event."""
+    """The point's closure and the network's, on two replicas, at once: the test holds the reservation's row
+    until the first waits on it and the second on the first, in a chosen order; one moves it, one event."""
     drive = drive_factory()
     postgres_only(drive)
     other = {**drive.config["reservations"], "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}"}
@@ -186,3 +186,65 @@ def test_a_closure_that_ends_before_it_starts_is_refused(drive):
         assert conn.execute(select(func.count()).select_from(DueDateShift)).scalar() == 0
     engine.dispose()
     assert drive.tap.of_type("due_dates_shifted") == []
+
+
+def _waiting(url: str, query_starts: str) -> int:
+    """Backends of this database waiting on a lock in a statement that starts so."""
+    admin = create_engine(url)
+    with admin.connect() as conn:
+        count = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = "
+                                  "'Lock' AND query ILIKE :q"), {"db": make_url(url).database,
+                                                                 "q": query_starts + "%"}).scalar()
+    admin.dispose()
+    return count
+
+
+@pytest.mark.parametrize("first", ["closure", "preparation"])
+def test_a_day_closed_while_a_reservation_is_made_ready_for_it(drive, first):
+    """A preparation sets a deadline on the day being closed: whichever of the two goes first, the other sees
+    it (the deadline is set knowing the closure, or the closure finds the deadline and moves it)."""
+    postgres_only(drive)
+    drive.reservations.call("PUT", "/pickup-points/central-adult/calendar", json={"opening_hours": EVERY_DAY})
+    titles = [catalogue(drive, f"En même temps {n}", [(f"EM-{n}", "central", f"R {n}")]) for n in range(2)]
+    placed = drive.reservations.post("/reservations", json={"patron": "C45", "pickup_point": "central-adult",
+                                                            "titles": [titles[0]]}).json()["id"]
+    wait_for(lambda: drive.reservations.get(f"/reservations/{placed}").json()["status"] == "allocated")
+    busy = ready_reservation(drive, "C46", titles[1])  # already ready on that day: the closure moves it
+    day = deadline_of(drive, busy).astimezone(PARIS).date()
+    expected = next_opening_close(drive, "central-adult", day)
+    # The test holds the one that goes first in the middle of its transaction: the closure at the busy
+    # reservation's row, the preparation at its event (its deadline computed); then the other one starts.
+    hold = (select(Reservation.id).where(Reservation.id == busy).with_for_update() if first == "closure"
+            else text("LOCK TABLE outbox IN EXCLUSIVE MODE"))
+    answers: dict = {}
+    steps = {"closure": lambda: answers.update(closure=close(drive.reservations, "central-adult", day)),
+             "preparation": lambda: answers.update(preparation=drive.reservations.post(
+                 f"/reservations/{placed}/ready"))}
+    held_at = "UPDATE reservations" if first == "closure" else "INSERT INTO outbox"
+    url = drive.urls["reservations"]
+    holder = create_engine(url)
+    with holder.connect() as conn:
+        conn.execute(hold)
+        threads = [threading.Thread(target=steps[first])]
+        threads[0].start()
+        wait_for(lambda: _waiting(url, held_at) == 1, what=f"the {first} held at {held_at}")
+        second = "preparation" if first == "closure" else "closure"
+        threads.append(threading.Thread(target=steps[second]))
+        threads[1].start()
+        # It waits for the first to end (or, were they not serialised, passes it: done, or held too).
+        wait_for(lambda: _waiting(url, "SELECT pg_advisory") == 1 or _waiting(url, held_at) == 2
+                 or second in answers, what=f"the {second} waiting")
+        conn.rollback()
+    for thread in threads:
+        thread.join(timeout=15)
+    holder.dispose()
+    ready = answers["preparation"]
+    assert ready.status_code == 200, ready.text
+    assert deadline_of(drive, placed) == expected
+    if first == "closure":  # made ready knowing the closure
+        assert datetime.fromisoformat(ready.json()["pickup_deadline"]) == expected
+        assert answers["closure"]["dates_moved"] == 1
+    else:  # made ready on the day, then moved by the closure, and the patron told
+        assert datetime.fromisoformat(ready.json()["pickup_deadline"]).astimezone(PARIS).date() == day
+        assert answers["closure"]["dates_moved"] == 2
+        drive.tap.wait("due_dates_shifted", patron="C45")
