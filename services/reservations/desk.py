@@ -2,7 +2,7 @@
 transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, text, union_all, update
@@ -13,8 +13,7 @@ from services.common.database import is_postgres
 from services.common.errors import Invalid, NotFound
 from services.common.relay import Events
 from services.reservations import counter, domain, stops
-from services.reservations.calendar import Calendar
-from services.reservations.calendars import calendar_of
+from services.reservations.calendars import calendar_of, calendar_per_point
 from services.reservations.continuity import Suspension
 from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation, Selection
 from services.reservations.policy import Policy
@@ -158,24 +157,13 @@ def _close(reservation: Reservation, status: str, by: str, now: datetime) -> Non
             line.status = status
 
 
-def _calendar_per_point(session: Session, policy: Policy) -> Callable[[PickupPoint], Calendar]:
-    """Each point's calendar, read once per timer run (not once per reservation or loan)."""
-    known: dict[str, Calendar] = {}
-
-    def of(point: PickupPoint) -> Calendar:
-        if point.id not in known:
-            known[point.id] = calendar_of(session, point, policy)
-        return known[point.id]
-    return of
-
-
 def expire_due(session: Session, events: Events, policy: Policy, now: datetime, limit: int = 100) -> int:
     """Ready reservations past their deadline. Each is claimed by a conditional update, so two replicas
     running this timer never expire (and announce) the same reservation twice. A deadline on a day the point
     has since closed moves to its next opening day instead."""
     due = session.execute(select(Reservation.id, Reservation.pickup_deadline, PickupPoint).join(PickupPoint).where(
         Reservation.status == "ready", Reservation.pickup_deadline < now).limit(limit)).all()
-    calendar = _calendar_per_point(session, policy)
+    calendar = calendar_per_point(session, policy)
     expired = 0
     for reservation_id, deadline, point in due:
         moved = calendar(point).still_due(deadline)
@@ -207,7 +195,7 @@ def remind_overdue(session: Session, events: Events, policy: Policy, now: dateti
     loans = session.execute(select(Loan, PickupPoint).join(Reservation, Reservation.id == Loan.reservation_id)
                             .join(PickupPoint).where(Loan.returned_at.is_(None), Loan.due_at < now)
                             .order_by(Loan.due_at)).all()
-    calendar = _calendar_per_point(session, policy)
+    calendar = calendar_per_point(session, policy)
     sent = 0
     for loan, point in loans:
         if sent >= policy.reminders_per_run:

@@ -226,6 +226,10 @@ class ClosedDaySchema(Schema):
     created_by = fields.String()
     created_at = fields.DateTime()
     appointments_cancelled = fields.Integer(allow_none=True)
+    dates_moved = fields.Integer(allow_none=True, metadata={
+        "description": "pickup deadlines and due dates on that day moved to the next opening day just now"})
+    due_date_shift = fields.String(allow_none=True, metadata={
+        "description": "the shift that moved them (undo with POST /due-date-shifts/{id}/undo)"})
 
 
 class SlotSchema(Schema):

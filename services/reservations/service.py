@@ -105,6 +105,7 @@ class ReservationsService(DriveService):
                                                "(the next opening day's closing time after the deadline days)")
     def mark_ready(self, request, principal, reservation_id, body):
         with self.db.begin():
+            calendars.hold_closures(self.db)  # before the reservation's row, in the order a closure takes them
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
             desk.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
@@ -113,6 +114,7 @@ class ReservationsService(DriveService):
            summary="Handed over: loans start")
     def collect(self, request, principal, reservation_id):
         with self.db.begin():
+            calendars.hold_closures(self.db)  # the due dates it sets, as for a pickup deadline
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
             desk.collect(self.db, self.events, self.policy, reservation, now())
             return views.reservation_view(reservation)
@@ -190,9 +192,13 @@ class ReservationsService(DriveService):
         with self.db.begin():
             closed = calendars.close_day(self.db, principal, body["pickup_point"], body["day"], body["reason"],
                                          now().astimezone(self.policy.tz).date())
-            # Shown in the answer only (not a column): the appointments of that day given back just now.
+            # Shown in the answer only (not columns): the appointments of that day given back, and the
+            # deadlines and due dates moved off it, just now.
             closed.appointments_cancelled = counter.drive_closed(self.db, self.events, closed.pickup_point_id,
                                                                  closed.day, self.policy, now())
+            moved = closures.move_off_closed_day(self.db, self.events, principal, closed.pickup_point_id,
+                                                 closed.day, self.policy, now())
+            closed.due_date_shift, closed.dates_moved = moved["due_date_shift"], moved["dates_moved"]
             return closed
 
     @route("DELETE", "/closed-days/<closed_day_id>", roles=STAFF, response=ClosedDaySchema,
