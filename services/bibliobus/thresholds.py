@@ -3,10 +3,9 @@ before anything is written; applied at once (an evaluation of the stops concerne
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.bibliobus.control import audit, evaluate_stops, network
+from services.bibliobus.control import audit, evaluate_stops, lock_stops, network
 from services.bibliobus.domain import Thresholds
 from services.bibliobus.models import NetworkSettings, Stop
 from services.bibliobus.policy import Policy
@@ -27,7 +26,7 @@ def set_network(session: Session, events: Events, policy: Policy, body: dict, by
     current = network(session, policy)
     new = Thresholds(body["enable_threshold"], body["disable_threshold"],
                      body.get("consecutive_evaluations") or current.thresholds.consecutive).check()
-    for stop in session.scalars(select(Stop).order_by(Stop.id)):
+    for stop in lock_stops(session):  # checked against the stops' own thresholds as they are once locked
         _check_stop(stop.id, new.overridden(stop.enable_threshold, stop.disable_threshold,
                                             stop.consecutive_evaluations))
     row.enable_threshold, row.disable_threshold, row.consecutive_evaluations = new.enable, new.disable, new.consecutive
