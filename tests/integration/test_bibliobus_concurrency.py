@@ -146,6 +146,13 @@ class Bus:
             assert answer.status_code == 200, answer.text
         return act
 
+    def thresholds(self, n: int, enable: int) -> Callable[[], None]:
+        def act() -> None:
+            answer = self.analyst[n % 2].call("PUT", "/thresholds", json={
+                "enable_threshold": enable, "disable_threshold": 1, "reason": f"ouvrir à {enable}"})
+            assert answer.status_code == 200, answer.text
+        return act
+
     def round(self, n: int) -> Callable[[], None]:
         """The timer's body, run by the replica's container as its timer would (the round is due)."""
         with self.engine.begin() as conn:
@@ -245,6 +252,8 @@ SCENARIOS = {
     "override off, then signals": (two_patrons, [("override", "off"), ("interest", "A3"), ("interest", "A4")], []),
     "signals, then override off": (two_patrons, [("interest", "A3"), ("interest", "A4"), ("override", "off")],
                                    [("stop_enabled", 2, "threshold"), ("stop_disabled", 3, "manual")]),
+    "thresholds lowered, then a signal": (two_patrons, [("thresholds", 2), ("interest", "A3")],
+                                          [("stop_enabled", 2, "threshold")]),
     "a closing round, then signals": (open_one_round_below,
                                       [("round",), ("interest", "B1"), ("interest", "B2"), ("interest", "B3")],
                                       [("stop_disabled", 3, "threshold"), ("stop_enabled", 4, "threshold")]),
