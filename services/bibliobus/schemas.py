@@ -89,6 +89,22 @@ class NetworkThresholdsSchema(Schema):
     updated_at = fields.DateTime(allow_none=True)
 
 
+class ThresholdValuesSchema(Schema):
+    enable_threshold = fields.Integer(allow_none=True)
+    disable_threshold = fields.Integer(allow_none=True)
+    consecutive_evaluations = fields.Integer(allow_none=True)
+    window_days = fields.Integer(allow_none=True)
+
+
+class ThresholdChangeSchema(Schema):
+    id = fields.Integer()
+    at = fields.DateTime()
+    changed_by = fields.String(metadata={"description": "the analyst's subject"})
+    reason = fields.String(metadata={"description": "why, as they said it"})
+    before = fields.Nested(ThresholdValuesSchema, metadata={"description": "null values: not known"})
+    after = fields.Nested(ThresholdValuesSchema)
+
+
 class StopThresholdsSchema(Schema):
     enable_threshold = fields.Integer(required=True, allow_none=True, validate=THRESHOLD)
     disable_threshold = fields.Integer(required=True, allow_none=True, validate=THRESHOLD)
