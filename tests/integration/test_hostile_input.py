@@ -10,12 +10,20 @@ from datetime import date, timedelta
 import eventlet
 import pytest
 import requests
-from nameko.testing.utils import find_free_port
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import MetaData, create_engine, select, text
+from sqlalchemy.orm import Session
 
+from services.bibliobus.service import BibliobusService
+from services.common.database import make_engine
 from services.common.messaging import declare_topology
+from services.common.migrate import upgrade
+from services.demo import load_pickup_points
+from services.inventory.models import Title
+from services.inventory.service import InventoryService
 from services.notifications.service import NotificationsService
+from services.reservations.service import ReservationsService
 from tests.helpers import Client
+from tests.integration.conftest import service_config
 from tests.integration.test_api import HEADER
 from tests.integration.test_bibliobus_api import stop_body
 
@@ -35,28 +43,46 @@ def json_routes() -> dict[str, tuple[str, str, dict]]:
 
 
 @pytest.fixture
-def four(drive_factory, make_database, rabbit_config, container_factory, token, tmp_path):
-    """The four services on their own PostgreSQL databases: service → (client with a staff token, db url)."""
-    drive = drive_factory(bibliobus_extra={})
-    url = make_database("notifications")
-    config = {"AMQP_URI": rabbit_config["AMQP_URI"], "DB_URL": url, "NOTIFY_FILE_SINK_DIR": str(tmp_path),
-              "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}"}
-    declare_topology([NotificationsService], config)
-    container_factory(NotificationsService, config).start()
-    staff = token("staff")
-    return {"reservations": (drive.reservations, drive.urls["reservations"]),
-            "inventory": (drive.inventory, drive.urls["inventory"]),
-            "notifications": (Client(f"http://{config['WEB_SERVER_ADDRESS']}", staff), url),
-            "bibliobus": (Client(drive.bibliobus.base, staff), drive.urls["bibliobus"])}
+def start_four(make_database, rabbit_config, container_factory, token, tmp_path):
+    """`start_four("postgresql" | "sqlite")`: the four services, each on its own new database →
+    service → (client with a staff token, database url)."""
+
+    def start(backend: str) -> dict[str, tuple[Client, str]]:
+        if backend == "postgresql":
+            urls = {s: make_database(s) for s in SERVICES}
+        else:
+            urls = {s: f"sqlite:///{tmp_path / s}.db" for s in SERVICES}
+            for service, url in urls.items():
+                upgrade(service, url)
+        engine = make_engine(urls["reservations"], pool_size=1)
+        with Session(engine) as session, session.begin():
+            load_pickup_points(session)
+        engine.dispose()
+        started = {}
+        for service, cls in zip(SERVICES, (ReservationsService, InventoryService, NotificationsService,
+                                           BibliobusService), strict=True):
+            config = service_config(rabbit_config, urls[service], NOTIFY_FILE_SINK_DIR=str(tmp_path))
+            declare_topology([cls], config)
+            container_factory(cls, config).start()
+            started[service] = (Client(f"http://{config['WEB_SERVER_ADDRESS']}", token("staff")), urls[service])
+        return started
+
+    return start
 
 
-def digest(url: str) -> dict[str, str]:
-    """Each table's whole content, hashed: equal digests mean nothing changed."""
+@pytest.fixture(params=["postgresql", "sqlite"])
+def four(request, start_four):
+    return start_four(request.param)
+
+
+def digest(url: str) -> dict[str, list[str]]:
+    """Each table's whole content: equal digests mean nothing changed."""
     engine = create_engine(url)
+    tables = MetaData()
+    tables.reflect(engine)
     with engine.connect() as conn:
-        tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
-        found = {t: conn.execute(text(f'SELECT md5(coalesce(string_agg(r::text, \',\' ORDER BY r::text), \'\')) '
-                                      f'FROM "{t}" r')).scalar() for t in tables}
+        found = {name: sorted(map(repr, conn.execute(select(table)).all()))
+                 for name, table in tables.tables.items() if name != "alembic_version"}
     engine.dispose()
     return found
 
@@ -140,14 +166,17 @@ def test_bodies_that_are_not_utf8_are_refused(four):
 
 
 def test_a_csv_with_bare_carriage_returns_is_read_line_by_line(four):
-    client, _ = four["inventory"]
+    client, url = four["inventory"]
     csv = (HEADER + "9782070360024,Neige,Orhan Pamuk,book,N-1,central,R PAM\n"
            "9782070412884,L'Étranger,Albert Camus,book,E-1,neighbourhood,R CAM\n").replace("\n", "\r")
     answer = client.post("/catalogue/import", data=csv.encode(), headers={"Content-Type": "text/csv"})
     assert answer.status_code == 201, answer.text
     assert answer.json()["titles_created"] == 2 and answer.json()["copies_created"] == 2, answer.json()
-    found = client.get("/titles?q=Étranger").json()["titles"]
-    assert [t["title"] for t in found] == ["L'Étranger"], found
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Title.title, Title.author).order_by(Title.title)).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("L'Étranger", "Albert Camus"), ("Neige", "Orhan Pamuk")]
 
 
 def test_bodies_in_the_wrong_media_type_answer_415(four):
@@ -249,8 +278,9 @@ def test_unknown_routes_and_methods_answer_json_everywhere(four):
     unchanged(four, cases)
 
 
-def test_a_path_id_longer_than_its_column_is_refused_and_no_sql_parameter_is_logged(four, caplog):
-    client, url = four["notifications"]
+def test_a_path_id_longer_than_its_column_is_refused_and_no_sql_parameter_is_logged(start_four, caplog):
+    # PostgreSQL only: SQLite bounds no column's length (per-field bounds are the schemas' business).
+    client, url = start_four("postgresql")["notifications"]
     caplog.set_level(logging.DEBUG)
     before = digest(url)
     answer = client.call("PUT", f"/patrons/{'C' * 60}/contact",
@@ -260,3 +290,24 @@ def test_a_path_id_longer_than_its_column_is_refused_and_no_sql_parameter_is_log
     logged = caplog.text
     assert "camille.secret" not in logged and "612345678" not in logged, logged[-2000:]
     assert "SQL parameters hidden" in logged  # the failing statement was logged, without its values
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_a_failing_statement_logs_no_parameter_values(backend, make_database, tmp_path, caplog):
+    url = make_database("notifications") if backend == "postgresql" else f"sqlite:///{tmp_path / 'n.db'}"
+    if backend == "sqlite":
+        upgrade("notifications", url)
+    engine = make_engine(url, pool_size=1)
+    insert = text("INSERT INTO contacts (card, email, phone, preferred_channel, language, sms_consent, "
+                  "updated_at) VALUES (:card, :email, :phone, 'email', 'fr', false, CURRENT_TIMESTAMP)")
+    values = {"card": "C1", "email": "camille.secret@example.org", "phone": "+33612345678"}
+    with engine.begin() as conn:
+        conn.execute(insert, values)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert, values)  # the same card again: the primary key refuses it
+    except Exception:
+        logging.getLogger("drive.test").exception("the statement failed")
+    engine.dispose()
+    assert "the statement failed" in caplog.text and "INSERT INTO contacts" in caplog.text
+    assert "camille.secret" not in caplog.text and "612345678" not in caplog.text, caplog.text
