@@ -18,7 +18,7 @@ from marshmallow import Schema, ValidationError
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from sqlalchemy.exc import DataError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
 from services.common import edge
@@ -63,9 +63,9 @@ class DriveProtocol(HttpOnlyProtocol):
             try:
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_WR)
-                self.connection.settimeout(LINGER_SECONDS)
                 deadline, dropped = time.monotonic() + LINGER_SECONDS, 0
                 while time.monotonic() < deadline and dropped < LINGER_BYTES:
+                    self.connection.settimeout(max(deadline - time.monotonic(), 0.01))
                     part = self.connection.recv(64 * 1024)
                     if not part:
                         break
@@ -89,10 +89,10 @@ class DriveWsgiApp(WsgiApp):
             answer = error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}",
                                     details={"allowed": allowed})
             answer.headers["Allow"] = ", ".join(allowed)
-        except HTTPException as exc:
-            answer = exc if (exc.code or 500) < 400 else error_response(  # redirects (a trailing slash) stay
-                exc.code, "not_found" if exc.code == 404 else "bad_request",
-                f"no route {request.method} {request.path}" if exc.code == 404 else exc.description or exc.name)
+        except NotFound:
+            answer = error_response(404, "not_found", f"no route {request.method} {request.path}")
+        except HTTPException as exc:  # a redirect (a missing trailing slash) stays as werkzeug says it
+            answer = exc if (exc.code or 500) < 400 else error_response(exc.code, "bad_request", exc.name)
         return answer(environ, start_response)
 
 
