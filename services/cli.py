@@ -335,7 +335,7 @@ def dead_letters_list(limit: int = 100) -> None:
         table.add_column(column)
     for d in letters:
         table.add_row(str(d.position), d.event_id or "-", f"{d.source}.{d.event_type}", d.queue or "-",
-                      d.reason or "-", str(d.count), str(d.first_death or "-"))
+                      d.reason or "-", str(d.count), str(d.first_death_at or "-"))
     console.print(table)
 
 
