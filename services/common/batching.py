@@ -15,14 +15,13 @@ from typing import Any
 
 import eventlet
 from nameko.exceptions import ContainerBeingKilled
-from sqlalchemy import insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from services.common import clock
+from services.common.database import insert_new
 from services.common.envelope import Event
 from services.common.messaging import DeadLetteringQueueConsumer, ReliableEventHandler
-from services.common.reliability import InboxMixin, utcnow
+from services.common.reliability import InboxMixin
 from services.common.settings import setting
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def first_deliveries(session: Session, inbox_model: type[InboxMixin], events: li
     if not events:
         return []
     consumer = consumer or session.info.get("consumer", "unknown")
-    now = utcnow()
+    now = clock.now()
     # In id order: two batches that share events (redeliveries) take the inbox keys in the same order, so
     # they wait for each other rather than deadlock.
     rows = [{"consumer": consumer, "event_id": event_id, "processed_at": now}
@@ -120,13 +119,3 @@ def first_deliveries(session: Session, inbox_model: type[InboxMixin], events: li
             fresh.append(event)
     return fresh
 
-
-def insert_new(session: Session, model: Any) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (rows whose key exists are left alone), to run
-    with a list of rows and RETURNING: one statement compiled once, sent as multi-row VALUES."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return pg_insert(model).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite_insert(model).on_conflict_do_nothing()
-    return insert(model)  # pragma: no cover - other backends are not configured

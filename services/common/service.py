@@ -83,6 +83,8 @@ class ServiceProbe(DependencyProvider):
 class DriveService:
     """Base of the service classes: subclasses set `name`, `db`, `events`."""
 
+    name: str
+
     log_context = WorkerLogContext()
     probe = ServiceProbe()
 
