@@ -11,7 +11,7 @@ from services.bibliobus.control import evaluate_stops
 from services.bibliobus.models import DemandSignal, Stop, StopReservation
 from services.bibliobus.policy import Policy
 from services.bibliobus.tour import find
-from services.common.batching import insert_new
+from services.common.database import insert_new
 from services.common.relay import Events
 
 STOP_KIND = "bibliobus_stop"

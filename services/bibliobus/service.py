@@ -5,8 +5,8 @@ Entrypoints only."""
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
 from services.bibliobus import control, ledger, thresholds, tour, views
 from services.bibliobus.models import Base, Inbox, Outbox
-from services.bibliobus.policy import BibliobusPolicy
-from services.bibliobus.reports import TEAM, DemandReports, now
+from services.bibliobus.policy import Policy
+from services.bibliobus.reports import DemandReports
 from services.bibliobus.schemas import (
     DecisionSchema,
     HistoryQuerySchema,
@@ -21,19 +21,23 @@ from services.bibliobus.schemas import (
     ThresholdChangeSchema,
     ThresholdsSchema,
 )
-from services.common.batching import batch_event_handler, first_deliveries
-from services.common.database import Database
-from services.common.http import route
-from services.common.messaging import event_handler
-from services.common.relay import OutboxRelay
-from services.common.reliability import first_delivery
-from services.common.service import DriveService
-from services.common.timers import timer
-
-ANYONE = ("patron", "staff", "analyst", "ops")
-PATRON_OR_STAFF = ("patron", "staff")
-STAFF = ("staff",)
-ANALYST = ("analyst",)
+from services.common import (
+    ANALYST,
+    ANYONE,
+    PATRON_OR_STAFF,
+    TEAM,
+    Configured,
+    Database,
+    DriveService,
+    OutboxRelay,
+    batch_event_handler,
+    event_handler,
+    now,
+    once,
+    once_each,
+    route,
+    timer,
+)
 
 
 class BibliobusService(DemandReports, DriveService):
@@ -41,7 +45,7 @@ class BibliobusService(DemandReports, DriveService):
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("bibliobus", Outbox)
-    policy = BibliobusPolicy()
+    policy = Configured(Policy)
 
     # --- the tour ----------------------------------------------------------------------------------------
 
@@ -128,7 +132,7 @@ class BibliobusService(DemandReports, DriveService):
             thresholds.set_stop(self.db, self.events, self.policy, stop_id, body, principal.subject, now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
-    @timer("DEMAND_EVALUATION_SECONDS", 300)
+    @timer("DEMAND_EVALUATION_SECONDS")
     def evaluation_round(self):
         with self.db.begin():
             control.run_round(self.db, self.events, self.policy, now())
@@ -140,8 +144,7 @@ class BibliobusService(DemandReports, DriveService):
         # A placement published again (`drive check --fix`) is no new demand.
         at_stops = [event for event in events if ledger.at_a_stop(event.data) and not event.data["reannounced"]]
         if at_stops:
-            with self.db.begin():
-                fresh = first_deliveries(self.db, Inbox, at_stops)
+            with once_each(self.db, Inbox, at_stops) as fresh:
                 ledger.record_placed(self.db, self.events, self.policy, [e.data for e in fresh], now())
 
     @event_handler("reservations", "reservation_ready")
@@ -166,6 +169,6 @@ class BibliobusService(DemandReports, DriveService):
             self._apply(event, lambda db, data: ledger.record_closed(db, data, status, now()))
 
     def _apply(self, event, effect):
-        with self.db.begin():
-            if first_delivery(self.db, Inbox, event):
+        with once(self.db, Inbox, event) as new:
+            if new:
                 effect(self.db, event.data)

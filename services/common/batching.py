@@ -10,6 +10,8 @@ topology as the ordinary handler: switching a handler between the two needs no q
 """
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -32,7 +34,7 @@ class BatchQueueConsumer(DeadLetteringQueueConsumer):
 
     @property
     def prefetch_count(self) -> int:
-        return setting(self.container.config, "EVENT_BATCH_PREFETCH", 1000, int)
+        return setting(self.container.config, "EVENT_BATCH_PREFETCH")
 
 
 class BatchEventHandler(ReliableEventHandler):
@@ -40,8 +42,8 @@ class BatchEventHandler(ReliableEventHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.size = setting(self.container.config, "EVENT_BATCH_SIZE", 200, int)
-        self.linger = setting(self.container.config, "EVENT_BATCH_LINGER_SECONDS", 0.05, float)
+        self.size = setting(self.container.config, "EVENT_BATCH_SIZE")
+        self.linger = setting(self.container.config, "EVENT_BATCH_LINGER_SECONDS")
         self.pending: list[tuple[Event, Any]] = []
         self.lingering = False
 
@@ -119,3 +121,10 @@ def first_deliveries(session: Session, inbox_model: type[InboxMixin], events: li
             fresh.append(event)
     return fresh
 
+
+@contextmanager
+def once_each(session: Session, inbox_model: type[InboxMixin], events: list[Event]) -> Iterator[list[Event]]:
+    """`services.common.reliability.once` for a batch: yields the events this consumer has not processed yet,
+    in their order (`first_deliveries`); their effects and inbox keys commit together when the block ends."""
+    with session.begin():
+        yield first_deliveries(session, inbox_model, events)

@@ -45,12 +45,12 @@ def handler_queue(name: str, exchange: Exchange, routing_key: str, max_attempts:
 
 
 def max_attempts(config: dict[str, Any]) -> int:
-    return setting(config, "EVENT_MAX_ATTEMPTS", 5, int)
+    return setting(config, "EVENT_MAX_ATTEMPTS")
 
 
 def retry_delay(attempt: int, config: dict[str, Any]) -> float:
     """Back off a little between attempts, so a passing outage does not burn them all at once."""
-    base = setting(config, "EVENT_RETRY_BASE_SECONDS", 0.2, float)
+    base = setting(config, "EVENT_RETRY_BASE_SECONDS")
     return min(base * (2 ** (attempt - 1)), 5.0)
 
 

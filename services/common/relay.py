@@ -115,7 +115,7 @@ class OutboxRelay(DependencyProvider):
         config = self.container.config
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.publisher = OutboxPublisher(database, self.outbox_model, amqp_uri(config))
-        self.sweep_seconds = setting(config, "OUTBOX_SWEEP_SECONDS", 2.0, float)
+        self.sweep_seconds = setting(config, "OUTBOX_SWEEP_SECONDS")
         self.wakeups: LightQueue = LightQueue()
         self.running = False
 

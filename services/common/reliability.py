@@ -6,6 +6,8 @@ Inbox: the id of each event a handler has processed is written in the transactio
 primary key, so a second delivery finds the row and has no second effect.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -64,3 +66,16 @@ def first_delivery(session: Session, inbox_model: type[InboxMixin], event: Event
     values = {"consumer": consumer, "event_id": event.id, "processed_at": now()}
     result = session.execute(insert_new(session, inbox_model).values(**values))
     return cast(CursorResult[Any], result).rowcount == 1
+
+
+@contextmanager
+def once(session: Session, inbox_model: type[InboxMixin], event: Event) -> Iterator[bool]:
+    """The transaction of a handler taking in one event: yields True the first time this consumer sees it (the
+    block does the effect), False for a redelivery (the block does nothing); commits when the block ends.
+
+        with once(self.db, Inbox, event) as new:
+            if new:
+                ...
+    """
+    with session.begin():
+        yield first_delivery(session, inbox_model, event)
