@@ -174,7 +174,9 @@ def _dates(first: str | None, last: str | None) -> tuple[str, str]:
     from datetime import date, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    today = datetime.now(ZoneInfo(os.environ.get("DRIVE_TIMEZONE", "Europe/Paris"))).date()
+    from services.reservations.policy import Policy
+
+    today = datetime.now(ZoneInfo(Policy({}).zone)).date()
     last = last or today.isoformat()
     if first is None:
         try:
