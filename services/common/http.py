@@ -55,6 +55,8 @@ class Route(HttpRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.verifier = TokenVerifier(self.container.config)
+        # Path ids checked like any field (a card longer than its column is a 400, not a database error).
+        self.path_schema = Schema.from_dict(getattr(self.container.service_cls, "path_ids", {}))()
 
     def get_entrypoint_parameters(self, request: Any) -> tuple[tuple, dict]:
         args, kwargs = super().get_entrypoint_parameters(request)
@@ -64,6 +66,9 @@ class Route(HttpRequestHandler):
             if "card" in kwargs:
                 principal.require_card(kwargs["card"])
             kwargs["principal"] = principal
+        known = {name: kwargs[name] for name in self.path_schema.fields if name in kwargs}
+        if known:
+            self.path_schema.load(known, partial=True)
         if self.body_schema is not None:
             empty = self.optional_body and not request.get_data(as_text=True).strip()
             kwargs["body"] = self.body_schema.load({} if empty else self._json(request))

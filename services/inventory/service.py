@@ -17,6 +17,7 @@ from services.inventory.domain import parse_catalogue
 from services.inventory.models import Base, Inbox, Outbox
 from services.inventory.policy import InventoryPolicy
 from services.inventory.schemas import (
+    PATH_IDS,
     CheckinResultSchema,
     CheckinSchema,
     CopySchema,
@@ -34,6 +35,7 @@ STAFF = ("staff",)
 
 class InventoryService(DriveService):
     name = "inventory"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("inventory", Outbox)

@@ -4,6 +4,10 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from services.common.fields import Card, Id, Int
+
+PATH_IDS = {"card": Card(), "delivery_id": Id(36)}
+
 
 class ContactSchema(Schema):
     email = fields.String(load_default=None, allow_none=True)
@@ -71,4 +75,4 @@ class DeliveryQuerySchema(Schema):
     event = fields.String(load_default=None)
     status = fields.String(load_default=None, validate=validate.OneOf(
         ("pending", "sending", "sent", "failed", "obsolete", "suppressed")))
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    limit = Int(1, 1000, text=True, load_default=100)

@@ -17,6 +17,7 @@ from services.reservations import calendars, closures, counter, desk, domain, fi
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
+    PATH_IDS,
     AccountSchema,
     AppointmentSchema,
     BookSlotSchema,
@@ -57,6 +58,7 @@ def now() -> datetime:
 
 class ReservationsService(DriveService):
     name = "reservations"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("reservations", Outbox)
