@@ -16,7 +16,8 @@ from marshmallow import ValidationError, fields, validate
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2099, 12, 31)
 # Said in the documents as a pattern (JSON Schema has no bounds for dates), checked below on the value itself.
-_IN_CENTURY = r"^20\d\d-"
+_DAY = r"20\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+_TIME = r"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"
 _WINDOW = f"between {EARLIEST.isoformat()} and {LATEST.isoformat()}"
 INT32 = 2**31 - 1
 
@@ -39,7 +40,7 @@ class Day(fields.Date):
     """YYYY-MM-DD, within the window."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**_describe(kwargs, _IN_CENTURY + r"\d\d-\d\d$"))
+        super().__init__(**_describe(kwargs, f"^{_DAY}$"))
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> date:
         day = super()._deserialize(value, attr, data, **kwargs)
@@ -51,7 +52,7 @@ class Moment(fields.AwareDateTime):
     """An ISO 8601 date and time with its offset, its day within the window."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**_describe(kwargs, _IN_CENTURY))
+        super().__init__(**_describe(kwargs, f"^{_DAY}{_TIME}$"))
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
         moment = super()._deserialize(value, attr, data, **kwargs)
