@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.core.parameters import ParameterLocation
-from schemathesis.generation.meta import CONTENT_TYPE_PROBES, REQUEST_SHAPE_PROBES, CoverageScenario
+from schemathesis.generation.meta import REQUEST_SHAPE_PROBES
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -39,9 +39,6 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 CARD = "12345"
 PATH = ParameterLocation.PATH
-# Probes of the edge itself (methods a route lacks, bodies not sent as JSON): i10-edge answers them (JSON 405,
-# 415); until it is merged they are left out. Once it is, empty this set.
-TOLERATED = {CoverageScenario.UNSPECIFIED_HTTP_METHOD, *CONTENT_TYPE_PROBES}
 PRIVILEGED = ("staff", "analyst", "ops")
 
 
@@ -95,12 +92,12 @@ def scenario_of(case) -> str:
 
 def send(case, base_url: str, headers: dict, tally: Tally, role: str) -> None:
     scenario = scenario_of(case)
-    if scenario in TOLERATED:
-        return
     tally.requests += 1
     response = case.call(base_url=base_url, headers=headers, timeout=20)
     tally.statuses[response.status_code] += 1
     negative = case.meta is not None and case.meta.generation.mode.is_negative
+    # Probes of the edge itself (a method the route lacks, a body not sent as JSON): as schemathesis does, only a
+    # server error is a finding (the JSON 405 and the 415 are i10-edge's part).
     checks = [not_a_server_error] if scenario in REQUEST_SHAPE_PROBES else CHECKS + (
         [negative_data_rejection] if negative else [])
     try:
@@ -154,7 +151,8 @@ def test_fuzz_the_four_apis(four_services, token):
     started = time.monotonic()
     for base in bases.values():
         schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
-        schema.config.generation.update(allow_x00=False)  # NUL characters: i10-edge's part, not merged yet
+        # NUL characters are i10-edge's part (a 500 on PostgreSQL until it is merged): then drop this line.
+        schema.config.generation.update(allow_x00=False)
         for result in schema.get_all_operations():
             operation = result.ok()
             roles = roles_of(operation)
