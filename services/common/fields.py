@@ -4,7 +4,7 @@ naming the field) and said in each OpenAPI document (where a schema-driven clien
 - `Day` and `Moment`: dates and aware datetimes within `EARLIEST`–`LATEST` (day arithmetic near year 1 or 9999
   overflows; no library business lies outside this century);
 - `Int`: a whole number between bounds, never 1.5 truncated to 1 nor beyond what a column or a loop can take;
-- `Id`, `Card`, `Slug`: strings no longer than the column they are looked up in (path ids included).
+- `Id`, `Card`: strings no longer than the column they are looked up in (path ids included).
 """
 
 import re
@@ -19,7 +19,6 @@ LATEST = date(2099, 12, 31)
 _DAY = r"20\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
 _TIME = r"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"
 _WINDOW = f"between {EARLIEST.isoformat()} and {LATEST.isoformat()}"
-INT32 = 2**31 - 1
 
 
 def _describe(kwargs: dict, pattern: str) -> dict:
