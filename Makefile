@@ -19,6 +19,7 @@ up: venv
 
 test: venv
 	$(BIN)/ruff check services tests bench
+	infra/test-servers.sh
 	$(BIN)/nameko test tests -q -p no:timeout $(TEST_ARGS)
 
 test-unit: venv

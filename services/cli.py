@@ -247,6 +247,82 @@ def stats(first: str | None = typer.Option(None, "--from", help="first day, YYYY
     console.print(totals)
 
 
+def _service_url(name: str) -> str:
+    return os.environ.get(f"{name.upper()}_URL") or f"http://127.0.0.1:{SERVICES[name]}"
+
+
+@app.command()
+def check(fix: bool = typer.Option(False, "--fix", help="repair what events can repair (reservations says again "
+                                                        "what inventory missed), then check again"),
+          wait: float = typer.Option(0, help="seconds to keep checking until the services agree (events in "
+                                             "flight settle); 0: check once"),
+          stuck_after: float = typer.Option(60, help="seconds after which a reservation still `placed` is stuck"),
+          as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
+    """Do the services agree? Per title, inventory's copies and waitlist places against reservations' open lines;
+    copies or places held for closed lines; reservations stuck in `placed`; outbox rows stuck; dead letters.
+    Read-only unless --fix. Exit 0 when all agree, 1 when something disagrees, 2 when it cannot ask.
+    Services: RESERVATIONS_URL, INVENTORY_URL, NOTIFICATIONS_URL, BIBLIOBUS_URL (default 127.0.0.1, their ports)."""
+    import json
+    from functools import partial
+
+    from services import check as agreement
+    from services.common import api_client
+    from services.common.deadletters import count_dead_letters
+
+    urls = {name: _service_url(name) for name in SERVICES}
+    call = partial(api_client.call, role="ops", unreachable_hint="start it (`drive up`) or set its *_URL",
+                   refused_exit=2)
+    check_broker()
+
+    def run() -> "agreement.Report":
+        deadline = time.monotonic() + wait
+        while True:
+            report = agreement.audit(urls, call, partial(count_dead_letters, amqp_uri()), stuck_after)
+            if report.clean or time.monotonic() >= deadline:
+                return report
+            time.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
+
+    report = run()
+    repaired: list[dict] = []
+    if fix and not report.clean:
+        repaired = agreement.repair(urls, call, report)
+        wait = max(wait, 10)  # the repairs travel as events: give them time to land
+        report = run()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict() | {"repaired": repaired}, indent=2))
+    else:
+        _print_check(report, repaired)
+    raise typer.Exit(0 if report.clean else 1)
+
+
+def _print_check(report, repaired: list[dict]) -> None:
+    from services.check import KINDS
+
+    differing = [t for t in report.titles if not t.agrees]
+    titles = Table(title=f"Per title: {len(report.titles) - len(differing)} of {len(report.titles)} agree")
+    for column in ("title", "open lines (reservations)", "copies held (inventory)", "waitlist (inventory)"):
+        titles.add_column(column, justify="left" if column == "title" else "right")
+    for t in differing:
+        titles.add_row(t.title_id, str(t.open_lines), str(t.copies_held), str(t.waiting))
+    console.print(titles if differing else titles.title)
+    if repaired:
+        fixed = Table(title="Said again (--fix)")
+        for column in ("reservation", "status", "event"):
+            fixed.add_column(column)
+        for r in repaired:
+            fixed.add_row(r["reservation_id"], r["status"] or "unknown", r["announced"] or "- (no event repairs it)")
+        console.print(fixed)
+    if not report.findings:
+        console.print("[green]the services agree[/]" if report.clean else "")
+        return
+    findings = Table(title=f"{len(report.findings)} finding(s)")
+    for column in ("what", "subject", "title", "detail"):
+        findings.add_column(column, overflow="fold")
+    for f in report.findings:
+        findings.add_row(KINDS[f.kind], f.subject, f.title_id or "-", f.detail)
+    console.print(findings)
+
+
 @dead_letters.command("list")
 def dead_letters_list(limit: int = 100) -> None:
     """Show the dead letters (they stay in the queue)."""

@@ -28,6 +28,13 @@ class LineRef(Schema):
     barcode = fields.String(load_default=None, allow_none=True)
 
 
+def reannounced_field(since: int) -> fields.Boolean:
+    """Set on an event that `drive check --fix` published again to repair a consumer: not news for people."""
+    return fields.Boolean(load_default=False, metadata={
+        "description": f"since version {since}: published again by `drive check --fix` so that a service that "
+                       "missed it catches up; it announces nothing new (no message, no demand signal)"})
+
+
 class ReservationPlaced(Schema):
     reservation_id = fields.String(required=True)
     patron = fields.String(required=True)
@@ -38,6 +45,7 @@ class ReservationPlaced(Schema):
     waiting_for_stop = fields.Boolean(load_default=False, metadata={
         "description": "since version 2: placed at a bibliobus stop that is closed; no copy is set aside until "
                        "the stop opens (reservation_released_to_allocation)"})
+    reannounced = reannounced_field(since=3)
 
 
 class ReservationReleased(Schema):
@@ -59,6 +67,7 @@ class ReservationCancelled(Schema):
     cancelled_by = fields.String(required=True, validate=validate.OneOf(("patron", "staff")))
     pickup_point = fields.Nested(PickupPointRef, required=True)
     lines = fields.List(fields.Nested(LineRef), required=True)
+    reannounced = reannounced_field(since=2)
 
 
 class ReservationReady(Schema):
@@ -93,6 +102,7 @@ class ReservationExpired(Schema):
     pickup_point = fields.Nested(PickupPointRef, required=True)
     pickup_deadline = fields.AwareDateTime(required=True)
     lines = fields.List(fields.Nested(LineRef), required=True)
+    reannounced = reannounced_field(since=2)
 
 
 class LoanOverdue(Schema):
@@ -268,11 +278,11 @@ class PatronArrived(Schema):
 
 
 for _type, _schema, _summary, *_version in [
-    ("reservation_placed", ReservationPlaced, "A patron (or staff for them) reserved titles at a pickup point.", 2),
-    ("reservation_cancelled", ReservationCancelled, "The patron or staff cancelled before collection."),
+    ("reservation_placed", ReservationPlaced, "A patron (or staff for them) reserved titles at a pickup point.", 3),
+    ("reservation_cancelled", ReservationCancelled, "The patron or staff cancelled before collection.", 2),
     ("reservation_ready", ReservationReady, "Prepared and waiting on the hold shelf until the deadline.", 2),
     ("reservation_collected", ReservationCollected, "Handed over: loans start."),
-    ("reservation_expired", ReservationExpired, "Not collected by its deadline: copies go back."),
+    ("reservation_expired", ReservationExpired, "Not collected by its deadline: copies go back.", 2),
     ("loan_overdue", LoanOverdue, "A loan passed its due date (once per reminder step)."),
     ("continuity_policy_changed", ContinuityPolicyChanged, "Reminders and fines suspended or resumed."),
     ("due_dates_shifted", DueDatesShifted,
@@ -311,7 +321,7 @@ class DeliveryOutcome(Schema):
     channel = fields.String(required=True, validate=validate.OneOf(("email", "sms", "none")))
     attempts = fields.Integer(required=True)
     reason = fields.String(load_default=None, allow_none=True,
-                           metadata={"description": "why it failed: permanent, exhausted, no_contact"})
+                           metadata={"description": "why it failed: permanent, exhausted, no_contact, erased"})
     reservation_id = fields.String(load_default=None, allow_none=True)
 
 

@@ -131,7 +131,8 @@ class BibliobusService(DemandReports, DriveService):
 
     @batch_event_handler("reservations", "reservation_placed")
     def on_reservation_placed(self, events):
-        at_stops = [event for event in events if ledger.at_a_stop(event.data)]
+        # A placement published again (`drive check --fix`) is no new demand.
+        at_stops = [event for event in events if ledger.at_a_stop(event.data) and not event.data["reannounced"]]
         if at_stops:
             with self.db.begin():
                 fresh = first_deliveries(self.db, Inbox, at_stops)

@@ -45,6 +45,11 @@ def list_dead_letters(amqp_uri: str, limit: int = 100) -> list[DeadLetter]:
                 for position, message in enumerate(_fetch(queue, min(limit, waiting)), start=1)]
 
 
+def count_dead_letters(amqp_uri: str) -> int:
+    with _dead_letter_queue(amqp_uri) as (_conn, _queue, waiting):
+        return waiting
+
+
 def replay(amqp_uri: str, event_id: str | None = None) -> int:
     """Republish one event's dead letters (or all of them) to the queue each died in, then ack them.
     Returns how many were replayed. Others stay in the dead-letter queue, in order."""

@@ -8,11 +8,13 @@ on the waitlist. A handful of statements per batch, not per line: that is what m
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import case, func, insert, select, union, update
 from sqlalchemy.orm import Session
 
 from services.common.errors import Conflict, NotFound
+from services.inventory import shelves
 from services.inventory.models import Copy, CopyHistory, Title, WaitlistEntry
 
 # SQLAlchemy Core on the tables, not the ORM: nothing here needs objects, and the ORM's layer cost about as much
@@ -32,14 +34,16 @@ Shelf = dict[str, dict[str, list[dict]]]  # title → site → copies on the she
 
 def allocate(session: Session, requests: list[Request]) -> list[tuple[list[dict], list[dict]]]:
     """For each request, in order: (lines allocated a copy, lines put on their title's waitlist). A line
-    already holding a copy or a waitlist place (its reservation released twice, say) is left alone."""
+    already holding a copy or a waitlist place (its reservation released twice, say) is left alone, and so is
+    every line of a reservation already closed (its cancellation handled before its placement)."""
     titles = sorted({line["title_id"] for request in requests for line in request.lines})
     _lock_titles(session, titles)
     done = _already_handled(session, titles, [line["line_id"] for r in requests for line in r.lines])
+    closed = shelves.closed_among(session, [r.reservation_id for r in requests])
     todo = []
     for r in requests:
         lines = [line for line in sorted(r.lines, key=lambda ln: (ln["title_id"], ln["line_id"]))
-                 if line["line_id"] not in done]
+                 if line["line_id"] not in done and r.reservation_id not in closed]
         done.update(line["line_id"] for line in lines)  # a line named twice in the batch is served once
         todo.append(lines)
     shelf = _shelf(session, Counter(line["title_id"] for lines in todo for line in lines))
@@ -68,9 +72,7 @@ def allocate(session: Session, requests: list[Request]) -> list[tuple[list[dict]
 
 
 def _lock_titles(session: Session, title_ids: list[str]) -> None:
-    # FOR UPDATE applies after ORDER BY: the rows are locked in that order.
-    found = session.scalars(select(TITLES.c.id).where(TITLES.c.id.in_(title_ids)).order_by(TITLES.c.id)
-                            .with_for_update()).all()
+    found = shelves.lock_titles(session, title_ids)
     missing = sorted(set(title_ids) - set(found))
     if missing:
         raise NotFound(f"unknown title {missing[0]}", title_id=missing[0])
@@ -135,8 +137,25 @@ def _queue(session: Session, queued: list[dict]) -> dict[str, int]:
         return {}
     # Ids in the batch's order (SQLAlchemy then inserts in parameter order): the order of the waitlist.
     session.execute(insert(WAITLIST).returning(WAITLIST.c.id, sort_by_parameter_order=True), queued)
-    w, earlier = WAITLIST.c, WAITLIST.alias("earlier").c
-    position = (select(func.count()).where(earlier.title_id == w.title_id, earlier.status == "waiting",
-                                           earlier.id <= w.id).scalar_subquery())
-    rows = session.execute(select(w.line_id, position).where(w.line_id.in_([q["line_id"] for q in queued])))
+    w = WAITLIST.c
+    rows = session.execute(select(w.line_id, _position()).where(w.line_id.in_([q["line_id"] for q in queued])))
     return dict(rows.tuples().all())
+
+
+def _position() -> Any:
+    """A waitlist entry's place among its title's waiting lines (1 = next to be served)."""
+    w, earlier = WAITLIST.c, WAITLIST.alias("earlier").c
+    return (select(func.count()).where(earlier.title_id == w.title_id, earlier.status == "waiting",
+                                       earlier.id <= w.id).scalar_subquery().label("waitlist_position"))
+
+
+def standing(session: Session, reservation_id: str, pickup_site: str) -> tuple[list[dict], list[dict]]:
+    """What a reservation's lines hold now, in the shapes `allocate` returns: said again to reservations when
+    its placement is re-announced (`drive check --fix`), so that a reservation stuck in `placed` moves on."""
+    c, w = COPIES.c, WAITLIST.c
+    held = session.execute(select(c.line_id, c.title_id, c.barcode, c.site, c.shelf_mark)
+                           .where(c.reservation_id == reservation_id, c.status == "allocated")).mappings()
+    waiting = session.execute(select(w.line_id, w.title_id, _position())
+                              .where(w.reservation_id == reservation_id, w.status == "waiting")).mappings()
+    return ([{**row, "needs_transfer": row["site"] != pickup_site} for row in held],
+            [{**row, "title": None} for row in waiting])

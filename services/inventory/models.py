@@ -62,6 +62,17 @@ class WaitlistEntry(Base):
     queued_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+class ClosedReservation(Base):
+    """A reservation that reservations closed (cancelled, expired): recorded under its titles' locks, so that no
+    copy and no waitlist place is taken for it afterwards, whatever order its events arrive in."""
+
+    __tablename__ = "closed_reservations"
+
+    reservation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    why: Mapped[str] = mapped_column(String(20))
+    closed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class CopyHistory(Base):
     __tablename__ = "copy_history"
 

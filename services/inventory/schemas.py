@@ -85,3 +85,21 @@ class CheckinResultSchema(Schema):
 class ImportResultSchema(Schema):
     titles_created = fields.Integer()
     copies_created = fields.Integer()
+
+
+class HeldCopySchema(Schema):
+    reservation_id = fields.String()
+    line_id = fields.String()
+    title_id = fields.String()
+    barcode = fields.String()
+
+
+class WaitingLineSchema(Schema):
+    reservation_id = fields.String()
+    line_id = fields.String()
+    title_id = fields.String()
+
+
+class HoldingsSchema(Schema):
+    held = fields.List(fields.Nested(HeldCopySchema), metadata={"description": "copies set aside (allocated)"})
+    waiting = fields.List(fields.Nested(WaitingLineSchema), metadata={"description": "waitlist places, in order"})

@@ -12,7 +12,7 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.inventory import allocation, catalogue, shelves
+from services.inventory import allocation, audit, catalogue, shelves
 from services.inventory.domain import parse_catalogue
 from services.inventory.models import Base, Inbox, Outbox
 from services.inventory.policy import InventoryPolicy
@@ -21,6 +21,7 @@ from services.inventory.schemas import (
     CheckinResultSchema,
     CheckinSchema,
     CopySchema,
+    HoldingsSchema,
     ImportResultSchema,
     NewCopySchema,
     NewTitleSchema,
@@ -31,6 +32,7 @@ from services.inventory.schemas import (
 
 ANYONE = ("patron", "staff", "analyst", "ops")
 STAFF = ("staff",)
+OPS = ("ops",)
 
 
 class InventoryService(DriveService):
@@ -103,6 +105,12 @@ class InventoryService(DriveService):
             for copy in shelves.due_from_quarantine(self.db, datetime.now(UTC)):
                 self.events.publish(self.db, *shelves.free_copy(self.db, copy, "quarantine_over"))
 
+    @route("GET", "/audit/holdings", roles=OPS, response=HoldingsSchema,
+           summary="Copies set aside and waitlist places, each with its reservation line (for `drive check`)")
+    def audit_holdings(self, request, principal):
+        with self.db.begin():
+            return audit.holdings(self.db)
+
     # --- reservations' events --------------------------------------------------------------------------
 
     @batch_event_handler("reservations", "reservation_placed")
@@ -125,6 +133,9 @@ class InventoryService(DriveService):
                 for e in fresh])
             for event, (allocated, waiting) in zip(fresh, outcomes, strict=True):
                 data = event.data
+                if data.get("reannounced"):  # `drive check --fix`: say all it holds, not only what is new
+                    allocated, waiting = allocation.standing(self.db, data["reservation_id"],
+                                                             data["pickup_point"]["site"])
                 if allocated:
                     self.events.publish(self.db, "items_allocated", {
                         "reservation_id": data["reservation_id"], "lines": allocated, "reason": "placement"})
@@ -134,11 +145,11 @@ class InventoryService(DriveService):
 
     @event_handler("reservations", "reservation_cancelled")
     def on_reservation_cancelled(self, event):
-        self._give_back(event)
+        self._close(event, "cancelled")
 
     @event_handler("reservations", "reservation_expired")
     def on_reservation_expired(self, event):
-        self._give_back(event)
+        self._close(event, "expired")
 
     @event_handler("reservations", "reservation_collected")
     def on_reservation_collected(self, event):
@@ -146,8 +157,9 @@ class InventoryService(DriveService):
             if first_delivery(self.db, Inbox, event):
                 shelves.lend(self.db, event.data["reservation_id"], event.data["loans"])
 
-    def _give_back(self, event):
+    def _close(self, event, why):
         with self.db.begin():
             if first_delivery(self.db, Inbox, event):
-                for type_, data in shelves.give_back(self.db, event.data["reservation_id"]):
+                titles = [line["title_id"] for line in event.data["lines"]]
+                for type_, data in shelves.close(self.db, event.data["reservation_id"], titles, why):
                     self.events.publish(self.db, type_, data)

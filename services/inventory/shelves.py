@@ -12,8 +12,25 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from services.common.batching import insert_new
 from services.common.errors import Conflict, NotFound
-from services.inventory.models import Copy, CopyHistory, Title, WaitlistEntry
+from services.inventory.models import ClosedReservation, Copy, CopyHistory, Title, WaitlistEntry
+
+
+def lock_titles(session: Session, title_ids: Iterable[str]) -> list[str]:
+    """Lock these titles' rows, in the database's order of their ids — the one order every change to who holds
+    copies takes them in, so two transactions wait for each other rather than deadlock. Returns those found.
+    (FOR UPDATE applies after ORDER BY: the rows are locked in that order.)"""
+    return list(session.scalars(select(Title.id).where(Title.id.in_(sorted(set(title_ids)))).order_by(Title.id)
+                                .with_for_update()))
+
+
+def closed_among(session: Session, reservation_ids: Iterable[str]) -> set[str]:
+    """The reservations among these that reservations has closed. Asked under the titles' locks, it sees every
+    closing that `close` committed before them (a closing takes the same locks)."""
+    ids = list(set(reservation_ids))
+    return set(session.scalars(select(ClosedReservation.reservation_id)
+                               .where(ClosedReservation.reservation_id.in_(ids)))) if ids else set()
 
 
 def lock_title(session: Session, title_id: str) -> Title:
@@ -65,13 +82,19 @@ def free_copy(session: Session, copy: Copy, reason: str) -> tuple[str, dict]:
                               "shelf_mark": copy.shelf_mark, "reason": reason}
 
 
-def give_back(session: Session, reservation_id: str) -> list[tuple[str, dict]]:
-    """A reservation ended without collection: its copies go back, its waitlist places are withdrawn."""
+def close(session: Session, reservation_id: str, title_ids: Iterable[str], why: str) -> list[tuple[str, dict]]:
+    """A reservation ended without collection (`why`: cancelled, expired): its copies go back, its waitlist
+    places are withdrawn, and it is recorded as closed so that a placement handled later takes nothing for it.
+
+    All of it under its titles' locks, taken first: an allocation of it under way (on any replica) commits
+    before this reads what it holds, and one that comes after sees it closed. Returns the events to publish."""
+    lock_titles(session, title_ids)
+    session.execute(insert_new(session, ClosedReservation.__table__).values(reservation_id=reservation_id, why=why))
     session.execute(update(WaitlistEntry).where(WaitlistEntry.reservation_id == reservation_id,
                                                 WaitlistEntry.status == "waiting").values(status="withdrawn"))
-    # In title order, as allocation takes the title locks (allocation.py): no deadlock between the two.
+    # Read after the locks (and past the session's own copies): what allocations committed meanwhile is seen.
     held = session.scalars(select(Copy).where(Copy.reservation_id == reservation_id, Copy.status == "allocated")
-                           .order_by(Copy.title_id, Copy.barcode)).all()
+                           .order_by(Copy.title_id, Copy.barcode).execution_options(populate_existing=True)).all()
     return [free_copy(session, copy, "released") for copy in held]
 
 

@@ -1,7 +1,8 @@
-"""Notifications' rules: which channel, when an SMS may go, how long it is, whether a message still holds,
-how long to wait before trying again. Plain functions: no nameko, no session, no network."""
+"""Notifications' rules: which channel, when an SMS may go, how long it is, whether a message still holds or was
+superseded, whether it is news, whether it may be resent and to which address, how long to wait before trying
+again. Plain functions: no nameko, no session, no network."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -28,6 +29,24 @@ def channels_for(contact: Contact) -> list[str]:
     usable = {"email": bool(contact.email), "sms": bool(contact.phone) and contact.sms_consent}
     order = [contact.preferred_channel] + [c for c in ("email", "sms") if c != contact.preferred_channel]
     return [c for c in order if usable.get(c)][:1]
+
+
+def address_for(contact: Contact | None, channel: str) -> str | None:
+    """Where a message on `channel` goes now, from the patron's current details (None: not reachable so)."""
+    if contact is None:
+        return None
+    if channel == "email":
+        return contact.email or None
+    if channel == "sms":
+        return contact.phone if contact.phone and contact.sms_consent else None
+    return None
+
+
+def unreachable_reason(contact: Contact | None) -> str:
+    """What the delivery log says when no channel can be used: the true reason, not always "no details"."""
+    if contact is None or not (contact.email or contact.phone):
+        return "no contact details for this card"
+    return "SMS without sms_consent, and no e-mail address"
 
 
 # Typography that GSM-7 lacks but has a plain twin: one "—" in a pickup point's name would otherwise send the
@@ -103,6 +122,54 @@ def still_holds(event_type: str, announced_at: datetime, reservation_status: str
     if event_type == "loan_overdue":
         return copy_returned_at is None or copy_returned_at < announced_at
     return True
+
+
+def subject_of(event_type: str, data: Mapping[str, object]) -> str | None:
+    """What a message is about, when a later event about the same thing makes it obsolete while it waits: a
+    due-date shift (its undoing carries the same `shift_id`), a reservation's appointment (booked, moved, given
+    back by the library). Other messages stand alone (None)."""
+    if event_type == "due_dates_shifted" and data.get("shift_id"):
+        return f"shift:{data['shift_id']}"
+    if event_type in ("pickup_slot_booked", "pickup_slot_cancelled") and data.get("reservation_id"):
+        return f"slot:{data['reservation_id']}"
+    return None
+
+
+def amends(event_type: str, data: Mapping[str, object]) -> bool:
+    """A message that takes back an earlier one of its subject (a shift undone): news only if that was told."""
+    return event_type == "due_dates_shifted" and bool(data.get("undone"))
+
+
+def superseded(announced_at: datetime, same_subject: Iterable[datetime]) -> bool:
+    """A later event about the same subject was recorded: what this message says is no longer the last word."""
+    return any(other > announced_at for other in same_subject)
+
+
+def is_news(amending: bool, announced_at: datetime, same_subject: Iterable[tuple[datetime, str]]) -> bool:
+    """An amendment is news only when the patron was told what it amends: a shift undone before its message went
+    leaves the patron's dates as they knew them. `same_subject` is (announced_at, status) of the other deliveries
+    of the subject; with none recorded (told before this log began?) it is news."""
+    if not amending:
+        return True
+    earlier = [status for at, status in same_subject if at < announced_at]
+    return not earlier or "sent" in earlier
+
+
+ERASED = "contact details erased"
+
+
+def resend_refusal(status: str, channel: str, erased: bool, address: str | None, is_superseded: bool) -> str | None:
+    """Why staff may not send a delivery again (None: they may). Only a failed or obsolete message, with its text
+    kept (erasure blanks it), to an address the patron still gives for its channel, and not replaced since."""
+    if status not in ("failed", "obsolete") or channel == "none":
+        return f"a delivery that is {status} cannot be sent again"
+    if erased:
+        return f"the patron's {ERASED}: this message is gone"
+    if address is None:
+        return f"the patron can no longer be reached by {channel}"
+    if is_superseded:
+        return "a later message about the same subject replaced this one"
+    return None
 
 
 def retry_at(attempt: int, now: datetime, base_seconds: float = 30, cap_seconds: float = 3600) -> datetime:

@@ -28,10 +28,13 @@ PASSED_ON = ("reservation_id", "documents", "outcome", "starts_at", "ends_at", "
 def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """What a message about this event needs, taken from the event alone (no call to another service)."""
     if event_type == "due_dates_shifted":
-        dates = [loan["due_at"] for loan in data["loans"]] + [r["pickup_deadline"] for r in data["reservations"]]
+        # Loans and ready reservations apart: a patron with only a reservation in the shift is told its pickup
+        # deadline, not "documents to return" with an empty list.
+        due = [loan["due_at"] for loan in data["loans"]]
+        deadlines = [r["pickup_deadline"] for r in data["reservations"]]
         return {"titles": [loan.get("title") or loan["loan_id"] for loan in data["loans"]],
-                "due_at": min(dates) if dates else None, "waiting": len(data["reservations"]),
-                "undone": data["undone"]}
+                "due_at": min(due) if due else None, "deadline": min(deadlines) if deadlines else None,
+                "waiting": len(deadlines), "undone": data["undone"]}
     if event_type == "loan_overdue":
         return {"titles": [data.get("title") or data["barcode"]], "due_at": data["due_at"],
                 "days_overdue": data["days_overdue"]}
@@ -45,7 +48,10 @@ def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
 def should_announce(event_type: str, data: Mapping[str, Any]) -> bool:
     """A patron is told of a cancellation only when staff made it: they know of their own. An appointment given
     back is news only when the library did it (a day closed, staff): a move is followed by its new booking, and a
-    reservation that ended was announced already."""
+    reservation that ended was announced already. An event published again to repair a service (`drive check
+    --fix`) is never news."""
+    if data.get("reannounced"):
+        return False
     if event_type == "reservation_cancelled":
         return data.get("cancelled_by") == "staff"
     if event_type == "pickup_slot_cancelled":

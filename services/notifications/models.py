@@ -54,6 +54,10 @@ class Delivery(Base):
     body: Mapped[str | None] = mapped_column(Text, nullable=True)
     reservation_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     barcode: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # What the message is about when a later event on the same subject supersedes it (domain.subject_of), and
+    # whether it takes back an earlier message of that subject (domain.amends).
+    subject_key: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    amends: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     held_for_quiet_hours: Mapped[bool] = mapped_column(Boolean, default=False)

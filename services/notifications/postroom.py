@@ -1,18 +1,22 @@
 """The post room: deliveries recorded from events, claimed when due, settled after the attempt — each step in
 its own transaction, so a crash between recording and sending loses nothing and sends nothing twice."""
 
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from services.common.envelope import Event
+from services.common.errors import Conflict
 from services.common.relay import Events
 from services.common.types import UtcDateTime
 from services.notifications import domain
+from services.notifications.channels import Channel, PermanentDeliveryFailure, TransientFailure
 from services.notifications.messages import Templates, facts, should_announce
 from services.notifications.models import ContactRecord, CopyReturn, Delivery, PolicyState, ReservationState
 
@@ -21,6 +25,8 @@ RESERVATION_STATUS = {"reservation_placed": "placed", "reservation_ready": "read
                       "reservation_expired": "expired", "items_allocated": "allocated"}
 LEASE = timedelta(minutes=2)  # a delivery being sent by a process that died is tried again after this
 CONTACTS, DELIVERIES = ContactRecord.__table__, Delivery.__table__
+UNSETTLED = ("pending", "sending")
+log = logging.getLogger(__name__)
 
 
 def contact_of(record: Any) -> domain.Contact:
@@ -78,10 +84,11 @@ def record(session: Session, events: Events, templates: Templates, quiet: domain
     known = facts(event.type, event.data)
     record_ = session.execute(select(CONTACTS).where(CONTACTS.c.card == patron)).first()
     base = {"event_id": event.id, "event_type": event.type, "announced_at": event.occurred_at, "patron": patron,
-            "reservation_id": event.data.get("reservation_id"), "barcode": event.data.get("barcode")}
+            "reservation_id": event.data.get("reservation_id"), "barcode": event.data.get("barcode"),
+            "subject_key": domain.subject_of(event.type, event.data), "amends": domain.amends(event.type, event.data)}
     if record_ is None or not domain.channels_for(contact_of(record_)):
         delivery = Delivery(id=str(uuid.uuid4()), channel="none", status="failed", attempts=0,
-                            last_error="no contact details for this card", **base)
+                            last_error=domain.unreachable_reason(contact_of(record_) if record_ else None), **base)
         session.add(delivery)
         events.publish(session, "notification_failed", outcome(delivery, "no_contact"))
         return [delivery]
@@ -102,8 +109,13 @@ def record(session: Session, events: Events, templates: Templates, quiet: domain
 
 def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Delivery]:
     """Due deliveries, claimed with SKIP LOCKED and leased, so two replicas never send the same one. One statement
-    (UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING), not one UPDATE per claimed row."""
-    due = (select(Delivery.id).where(Delivery.status.in_(("pending", "sending")), Delivery.next_attempt_at <= now)
+    (UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING), not one UPDATE per claimed row. A delivery
+    waits while an earlier one of its patron is unsettled: a patron's messages go out in the order of their events
+    (a retry or a night's wait is not overtaken)."""
+    earlier = aliased(Delivery)
+    behind = (select(earlier.id).where(earlier.patron == Delivery.patron, earlier.status.in_(UNSETTLED),
+                                       earlier.announced_at < Delivery.announced_at).exists())
+    due = (select(Delivery.id).where(Delivery.status.in_(UNSETTLED), Delivery.next_attempt_at <= now, ~behind)
            .order_by(Delivery.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
     claimed = session.scalars(
         update(Delivery).where(Delivery.id.in_(due))
@@ -112,13 +124,126 @@ def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Deliver
     return sorted(claimed, key=lambda d: d.announced_at)
 
 
-def still_holds(session: Session, delivery: Delivery) -> bool:
-    if delivery.attempts <= 1 and not delivery.held_for_quiet_hours:
-        return True  # it goes at once: nothing could have changed
-    state = session.get(ReservationState, delivery.reservation_id) if delivery.reservation_id else None
-    returned = session.get(CopyReturn, delivery.barcode) if delivery.barcode else None
-    return domain.still_holds(delivery.event_type, delivery.announced_at, state.status if state else None,
-                              returned.returned_at if returned else None)
+def fail_unsettled(session: Session, events: Events, now: datetime, max_attempts: int) -> list[Delivery]:
+    """A delivery whose last allowed attempt was claimed and never settled (its process died, its lease ran out)
+    fails, rather than being claimed again every lease for ever."""
+    stale = (select(Delivery.id).where(Delivery.status == "sending", Delivery.next_attempt_at <= now,
+                                       Delivery.attempts >= max_attempts).with_for_update(skip_locked=True))
+    failed = session.scalars(
+        update(Delivery).where(Delivery.id.in_(stale))
+        .values(status="failed", last_error="the last attempt never settled (its lease ran out)")
+        .returning(Delivery), execution_options={"synchronize_session": False, "populate_existing": True}).all()
+    for delivery in failed:
+        events.publish(session, "notification_failed", outcome(delivery, "exhausted"))
+    return list(failed)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one attempt: sent (no `error`, no `drop_as`), to retry or failed (`error`, `permanent`), or
+    not sent at all (`drop_as`: obsolete). `reason` names a failure other than "permanent" or "exhausted"."""
+
+    delivery_id: str
+    error: str | None = None
+    permanent: bool = False
+    drop_as: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed delivery as the attempt needs it, outside any transaction; `verdict`: decided without sending."""
+
+    id: str
+    channel: str
+    recipient: str | None
+    subject: str | None
+    body: str | None
+    verdict: Attempt | None = None
+
+
+def crashed(exc: BaseException) -> str:
+    """The log's note for an attempt that raised: the exception's kind only (its text may quote an address)."""
+    return f"the attempt crashed ({type(exc).__name__})"
+
+
+def claim_round(session: Session, events: Events, now: datetime, limit: int, max_attempts: int) -> list[Outgoing]:
+    """What this round sends: the due deliveries claimed, each judged on its own (erased? still true? superseded?
+    news?); a judgement that raises counts as a crashed attempt of that delivery alone."""
+    fail_unsettled(session, events, now, max_attempts)
+    due = claim_due(session, now, limit)
+    if not due:
+        return []
+    waited = [d for d in due if d.attempts > 1 or d.held_for_quiet_hours]  # what goes at once still holds
+    states = _by_key(session, ReservationState.reservation_id, ReservationState.status,
+                     {d.reservation_id for d in waited if d.reservation_id})
+    returns = _by_key(session, CopyReturn.barcode, CopyReturn.returned_at, {d.barcode for d in waited if d.barcode})
+    subjects = same_subject(session, {(d.patron, d.subject_key) for d in due if d.subject_key})
+    waited_ids = {d.id for d in waited}
+    work = []
+    for d in due:
+        try:
+            verdict = judge(d, d.id in waited_ids, states, returns, subjects)
+        except Exception as exc:  # one delivery's odd data must not stop the round of the others
+            log.warning("judging delivery %s crashed: %s", d.id, type(exc).__name__)
+            verdict = Attempt(d.id, error=crashed(exc))
+        work.append(Outgoing(d.id, d.channel, d.recipient, d.subject, d.body, verdict))
+    return work
+
+
+def _by_key(session: Session, key: Any, value: Any, keys: set[str]) -> dict[str, Any]:
+    return dict(session.execute(select(key, value).where(key.in_(keys))).all()) if keys else {}
+
+
+Subjects = Mapping[tuple[str, str], list[tuple[str, datetime, str]]]
+
+
+def same_subject(session: Session, wanted: set[tuple[str, str]]) -> Subjects:
+    """(id, announced_at, status) of every delivery of each (patron, subject), in one query."""
+    found: dict[tuple[str, str], list[tuple[str, datetime, str]]] = {key: [] for key in wanted}
+    if not wanted:
+        return found
+    rows = session.execute(select(Delivery.id, Delivery.patron, Delivery.subject_key, Delivery.announced_at,
+                                  Delivery.status).where(Delivery.subject_key.in_({s for _, s in wanted}))).all()
+    for id_, patron, subject, announced_at, status in rows:
+        if (patron, subject) in found:
+            found[(patron, subject)].append((id_, announced_at, status))
+    return found
+
+
+def judge(delivery: Delivery, waited: bool, states: Mapping[str, str], returns: Mapping[str, datetime],
+          subjects: Subjects) -> Attempt | None:
+    """None: send it. Blanked by erasure: failed. No longer true, superseded, or no news: obsolete."""
+    if delivery.recipient is None or delivery.body is None:
+        return Attempt(delivery.id, error=domain.ERASED, permanent=True, reason="erased")
+    if waited and not domain.still_holds(delivery.event_type, delivery.announced_at,
+                                         states.get(delivery.reservation_id or ""),
+                                         returns.get(delivery.barcode or "")):
+        return Attempt(delivery.id, drop_as="obsolete")
+    if delivery.subject_key:
+        others = [(at, status) for id_, at, status in subjects.get((delivery.patron, delivery.subject_key), [])
+                  if id_ != delivery.id]
+        if (domain.superseded(delivery.announced_at, [at for at, _ in others])
+                or not domain.is_news(delivery.amends, delivery.announced_at, others)):
+            return Attempt(delivery.id, drop_as="obsolete")
+    return None
+
+
+def attempt(channels: Mapping[str, Channel], item: Outgoing) -> Attempt:
+    """Send one message; whatever it raises is this delivery's failure alone (a crash is retried like a time-out:
+    the attempt cap ends it)."""
+    if item.verdict is not None:
+        return item.verdict
+    try:
+        channels[item.channel].send(item.id, item.recipient or "", item.subject, item.body or "")
+        return Attempt(item.id)
+    except TransientFailure as exc:
+        return Attempt(item.id, error=str(exc))
+    except PermanentDeliveryFailure as exc:
+        return Attempt(item.id, error=str(exc), permanent=True)
+    except Exception as exc:
+        log.warning("sending delivery %s crashed: %s", item.id, type(exc).__name__)
+        return Attempt(item.id, error=crashed(exc))
 
 
 def outcome(delivery: Delivery, reason: str | None = None) -> dict[str, Any]:
@@ -127,20 +252,20 @@ def outcome(delivery: Delivery, reason: str | None = None) -> dict[str, Any]:
             "reason": reason, "reservation_id": delivery.reservation_id}
 
 
-def settle(session: Session, events: Events, delivery_id: str, now: datetime, error: str | None = None,
-           permanent: bool = False, max_attempts: int = 6, drop_as: str | None = None,
+def settle(session: Session, events: Events, result: Attempt, now: datetime, max_attempts: int = 6,
            retry_base_seconds: float = 30) -> Delivery:
-    delivery = session.get(Delivery, delivery_id, with_for_update=True)
-    if drop_as:
-        delivery.status, delivery.last_error = drop_as, None
-    elif error is None:
+    delivery = session.get(Delivery, result.delivery_id, with_for_update=True)
+    if result.drop_as:
+        delivery.status, delivery.last_error = result.drop_as, None
+    elif result.error is None:
         delivery.status, delivery.sent_at, delivery.last_error = "sent", now, None
         events.publish(session, "notification_sent", outcome(delivery))
-    elif permanent or delivery.attempts >= max_attempts:
-        delivery.status, delivery.last_error = "failed", error
-        events.publish(session, "notification_failed", outcome(delivery, "permanent" if permanent else "exhausted"))
+    elif result.permanent or delivery.attempts >= max_attempts:
+        delivery.status, delivery.last_error = "failed", result.error
+        reason = result.reason or ("permanent" if result.permanent else "exhausted")
+        events.publish(session, "notification_failed", outcome(delivery, reason))
     else:
-        delivery.status, delivery.last_error = "pending", error
+        delivery.status, delivery.last_error = "pending", result.error
         delivery.next_attempt_at = domain.retry_at(delivery.attempts, now, retry_base_seconds)
     return delivery
 
@@ -157,18 +282,46 @@ def mark_sent(session: Session, events: Events, delivery_ids: Sequence[str], now
     return list(sent)
 
 
-def settle_all(session: Session, events: Events, results: Sequence[tuple[str, str | None, bool, str | None]],
-               now: datetime, max_attempts: int = 6, retry_base_seconds: float = 30) -> None:
-    """The outcome of a batch of attempts, `(delivery_id, error, permanent, drop_as)` each: the successes in bulk,
-    the rest (dropped, failed, to retry: few) one by one."""
-    mark_sent(session, events, [d for d, error, _, drop_as in results if error is None and not drop_as], now)
-    for delivery_id, error, permanent, drop_as in results:
-        if error is not None or drop_as:
-            settle(session, events, delivery_id, now, error, permanent, max_attempts, drop_as, retry_base_seconds)
+def isolated(session: Session, delivery_id: str, step: Callable[[], Any]) -> bool:
+    """Run `step` in a savepoint: if it raises, only its own changes go, the round's other settlements stay. The
+    delivery stays `sending` until its lease runs out, then is tried again (or failed at the attempt cap)."""
+    try:
+        with session.begin_nested():
+            step()
+        return True
+    except Exception as exc:
+        log.warning("settling delivery %s failed: %s; its lease will bring it back", delivery_id, type(exc).__name__)
+        return False
+
+
+def settle_all(session: Session, events: Events, results: Sequence[Attempt], now: datetime, max_attempts: int = 6,
+               retry_base_seconds: float = 30) -> None:
+    """The outcome of a batch of attempts: the successes in bulk (one by one if the bulk fails), the rest (dropped,
+    failed, to retry: few) one by one, each in its own savepoint."""
+    sent = [r for r in results if r.error is None and not r.drop_as]
+    if not isolated(session, "(a batch)", lambda: mark_sent(session, events, [r.delivery_id for r in sent], now)):
+        for result in sent:
+            isolated(session, result.delivery_id, lambda r=result: settle(session, events, r, now))
+    for result in results:
+        if result.error is not None or result.drop_as:
+            isolated(session, result.delivery_id,
+                     lambda r=result: settle(session, events, r, now, max_attempts, retry_base_seconds))
 
 
 def resend(session: Session, delivery: Delivery, now: datetime) -> None:
+    """Staff send a failed or obsolete message again, to the patron's current address for its channel; refused
+    (`Conflict`) when `domain.resend_refusal` says why not."""
+    record_ = session.get(ContactRecord, delivery.patron)
+    address = domain.address_for(contact_of(record_) if record_ else None, delivery.channel)
+    later = same_subject(session, {(delivery.patron, delivery.subject_key)}) if delivery.subject_key else {}
+    refusal = domain.resend_refusal(
+        delivery.status, delivery.channel, delivery.body is None, address,
+        domain.superseded(delivery.announced_at, [at for _, at, _ in later.get((delivery.patron,
+                                                                                  delivery.subject_key), [])]))
+    if refusal:
+        raise Conflict(refusal, status=delivery.status)
     delivery.status, delivery.attempts, delivery.next_attempt_at, delivery.last_error = "pending", 0, now, None
+    delivery.recipient = address
 
 
 def erase(session: Session, card: str) -> int:

@@ -33,8 +33,14 @@ class ContactSchema(Schema):
     def reachable(self, data: dict, **kwargs) -> None:
         if not data.get("email") and not data.get("phone"):
             raise ValidationError("give an e-mail address or a mobile phone number", field_name="email")
+        problems = {}
         if data.get("preferred_channel") == "sms" and not data.get("phone"):
-            raise ValidationError("SMS needs a mobile phone number", field_name="phone")
+            problems["phone"] = ["SMS needs a mobile phone number"]
+        if data.get("preferred_channel") == "sms" and not data.get("sms_consent"):
+            # Accepting it would leave the patron told nothing by SMS (no consent) while they expect SMS.
+            problems["sms_consent"] = ["SMS as preferred channel needs the patron's consent (sms_consent: true)"]
+        if problems:
+            raise ValidationError(problems)
 
 
 def french_mobile(raw: str) -> str:

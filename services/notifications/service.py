@@ -1,13 +1,14 @@
 """Notifications: tells patrons what they need to know, by e-mail and SMS. Entrypoints only."""
 
 from datetime import UTC, datetime
+from functools import partial
 from time import monotonic
 
 from eventlet.greenpool import GreenPool
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
 from services.common.database import Database
-from services.common.errors import Conflict, NotFound
+from services.common.errors import NotFound
 from services.common.http import route
 from services.common.messaging import event_handler
 from services.common.relay import OutboxRelay
@@ -15,7 +16,6 @@ from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
 from services.notifications import postroom
-from services.notifications.channels import PermanentDeliveryFailure, TransientFailure
 from services.notifications.models import Base, ContactRecord, Delivery, Inbox, Outbox
 from services.notifications.policy import PostOfficeProvider
 from services.notifications.schemas import (
@@ -80,14 +80,12 @@ class NotificationsService(DriveService):
             return postroom.log_of(self.db, query["patron"], query["event"], query["status"], query["limit"])
 
     @route("POST", "/deliveries/<delivery_id>/resend", roles=STAFF, response=DeliverySchema,
-           summary="Send a failed message again")
+           summary="Send a failed message again, to the patron's current address")
     def resend(self, request, principal, delivery_id):
         with self.db.begin():
             delivery = self.db.get(Delivery, delivery_id, with_for_update=True)
             if delivery is None:
                 raise NotFound(f"no delivery {delivery_id}")
-            if delivery.status not in ("failed", "obsolete") or delivery.channel == "none":
-                raise Conflict(f"a delivery that is {delivery.status} cannot be sent again", status=delivery.status)
             postroom.resend(self.db, delivery, now())
         return delivery
 
@@ -103,29 +101,15 @@ class NotificationsService(DriveService):
             pass
 
     def _send_batch(self) -> int:
+        office = self.office
         with self.db.begin():
-            due = postroom.claim_due(self.db, now(), self.office.batch)
-            work = [(d.id, d.channel, d.recipient, d.subject, d.body, postroom.still_holds(self.db, d)) for d in due]
+            work = postroom.claim_round(self.db, self.events, now(), office.batch, office.max_attempts)
         if not work:
             return 0
-        pool = GreenPool(self.office.concurrency)
-        results = list(pool.imap(self._attempt, work))
+        results = list(GreenPool(office.concurrency).imap(partial(postroom.attempt, office.channels), work))
         with self.db.begin():
-            postroom.settle_all(self.db, self.events, results, now(), self.office.max_attempts,
-                                self.office.retry_base_seconds)
+            postroom.settle_all(self.db, self.events, results, now(), office.max_attempts, office.retry_base_seconds)
         return len(work)
-
-    def _attempt(self, item):
-        delivery_id, channel, recipient, subject, body, holds = item
-        if not holds:
-            return delivery_id, None, False, "obsolete"
-        try:
-            self.office.channels[channel].send(delivery_id, recipient, subject, body)
-            return delivery_id, None, False, None
-        except TransientFailure as exc:
-            return delivery_id, str(exc), False, None
-        except PermanentDeliveryFailure as exc:
-            return delivery_id, str(exc), True, None
 
     # --- what patrons are told of ----------------------------------------------------------------------
 

@@ -121,11 +121,15 @@ class Calendar:
         is closed then (a pickup deadline or a due date never falls on a closed day)."""
         return self.closing_time(self.next_opening_day(self.local_day(moment) + timedelta(days=days)))
 
+    def deadline_day(self, deadline: datetime) -> date:
+        """The day a deadline ends: a drive open until 24:00 ends its day at the next midnight."""
+        return self.local_day(deadline - timedelta(microseconds=1))
+
     def still_due(self, deadline: datetime) -> datetime:
         """A deadline set earlier, read against the closures staff have added since: one on a day now closed
         moves to the closing time of the next opening day. (Weekly hours and public holidays were known when it
         was set, so it never falls on them: that is not checked again.)"""
-        day = self.local_day(deadline)
+        day = self.deadline_day(deadline)
         return self.closing_time(self.next_opening_day(day)) if day in self.closures else deadline
 
     def slots(self, first: date, last: date) -> list[Slot]:
@@ -162,3 +166,10 @@ def check_range(first: date, last: date, max_days: int = 62) -> None:
         raise Invalid("`to` is before `from`", field="to")
     if (last - first).days >= max_days:
         raise Invalid(f"ask for at most {max_days} days at a time", field="to")
+
+
+def deadlines_on(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The moments a deadline ending on `day` can take (see `Calendar.deadline_day`): after the midnight that
+    starts the day, up to and including the one that ends it."""
+    return (datetime.combine(day, time(0), tzinfo=tz),
+            datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz))

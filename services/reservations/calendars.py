@@ -2,14 +2,16 @@
 rules are in `calendar`; this reads and writes them, inside the caller's transaction."""
 
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.common.auth import Principal
+from services.common.database import is_postgres
 from services.common.errors import Conflict, Invalid, NotFound
 from services.reservations.calendar import Calendar, check_range, format_week, parse_week
 from services.reservations.models import ClosedDay, PickupPoint, PickupSlot
@@ -40,6 +42,17 @@ def calendar_of(session: Session, point: PickupPoint, policy: Policy, since: dat
     hours = parse_week(point.opening_hours) if point.opening_hours is not None else policy.default_hours
     return Calendar(hours=hours, closures=dict(closures), zone=policy.zone,
                     slot_minutes=point.slot_minutes or policy.slot_minutes)
+
+
+def calendar_per_point(session: Session, policy: Policy) -> Callable[[PickupPoint], Calendar]:
+    """Each point's calendar, read once per run over many reservations or loans (not once for each)."""
+    known: dict[str, Calendar] = {}
+
+    def of(point: PickupPoint) -> Calendar:
+        if point.id not in known:
+            known[point.id] = calendar_of(session, point, policy)
+        return known[point.id]
+    return of
 
 
 def capacity_of(point: PickupPoint, policy: Policy) -> int:
@@ -74,7 +87,18 @@ def set_calendar(session: Session, point: PickupPoint, body: dict, now: datetime
                         .values(capacity=body["slot_capacity"]))
 
 
+def hold_closures(session: Session, alone: bool = False) -> None:
+    """A closure and a deadline being set must not pass each other unseen (each reading the other's state from
+    before it): closing a day holds this lock alone, setting a pickup deadline or a due date holds it shared,
+    both until commit and before any row lock. So either the deadline is set knowing the closure, or the
+    closure finds the deadline and moves it. (SQLite serialises writers at BEGIN already.)"""
+    if is_postgres(session):
+        take = "pg_advisory_xact_lock" if alone else "pg_advisory_xact_lock_shared"
+        session.execute(text(f"SELECT {take}(hashtext('reservations'), hashtext('closed_days'))"))
+
+
 def close_day(session: Session, principal: Principal, point_id: str, day: date, reason: str, today: date) -> ClosedDay:
+    hold_closures(session, alone=True)
     if point_id != EVERY_POINT:
         pickup_point(session, point_id)
     if day < today:

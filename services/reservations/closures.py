@@ -5,14 +5,17 @@ import uuid
 from collections import defaultdict
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import null, select, update
 from sqlalchemy.orm import Session
 
 from services.common.auth import Principal
 from services.common.errors import Conflict, NotFound
 from services.common.relay import Events
+from services.reservations.calendar import deadlines_on
+from services.reservations.calendars import EVERY_POINT, calendar_per_point
 from services.reservations.continuity import DueItem, Opening, Suspension, check_period, shift_due_dates
-from services.reservations.models import DueDateShift, Loan, Reservation, ShiftedItem, SuspensionRecord
+from services.reservations.models import DueDateShift, Loan, PickupPoint, Reservation, ShiftedItem, SuspensionRecord
+from services.reservations.policy import Policy
 
 
 def suspensions(session: Session) -> list[Suspension]:
@@ -86,14 +89,65 @@ def preview(session: Session, closed_from: datetime, closed_until: datetime, rul
 
 def apply_shift(session: Session, events: Events, principal: Principal, changes: list[dict], params: dict,
                 now: datetime) -> DueDateShift:
+    for change in changes:
+        _set(session, change["kind"], change["id"], change["new"])
+    return _record(session, events, principal, changes, params, now)
+
+
+def _record(session: Session, events: Events, principal: Principal, changes: list[dict], params: dict,
+            now: datetime) -> DueDateShift:
+    """The shift as made (so that it can be undone), and one event per patron."""
     shift = DueDateShift(id=str(uuid.uuid4()), created_by=principal.subject, created_at=now, **params)
     session.add(shift)
     for change in changes:
-        _set(session, change["kind"], change["id"], change["new"])
         session.add(ShiftedItem(shift_id=shift.id, kind=change["kind"], item_id=change["id"],
                                 patron=change["patron"], previous=change["previous"], new=change["new"]))
     _tell_patrons(session, events, shift.id, changes, undone=False)
     return shift
+
+
+def move_off_closed_day(session: Session, events: Events, principal: Principal, point_id: str, day: date,
+                        policy: Policy, now: datetime) -> dict:
+    """Staff have just closed `day` at a point (or `*`, everywhere): the pickup deadlines and due dates that end
+    on it move at once where the point's calendar, with the closure, puts them (`Calendar.still_due`): one
+    shift, undoable like any other, and one event per patron. Closures take turns (`hold_closures`), and each
+    date moves by a conditional update on the value read, in id order: two closures of that day on two
+    replicas (the point's and the network's) move it once, and a timer or a shift that moved it meanwhile
+    keeps its move."""
+    after, until = deadlines_on(day, policy.tz)
+    ready = (select(Reservation.id, Reservation.patron, Reservation.pickup_deadline, null(), PickupPoint)
+             .join(PickupPoint).where(Reservation.status == "ready", Reservation.pickup_deadline > after,
+                                      Reservation.pickup_deadline <= until).order_by(Reservation.id))
+    lent = (select(Loan.id, Loan.patron, Loan.due_at, Loan.title, PickupPoint)
+            .join(Reservation, Reservation.id == Loan.reservation_id).join(PickupPoint)
+            .where(Loan.returned_at.is_(None), Loan.due_at > after, Loan.due_at <= until).order_by(Loan.id))
+    if point_id != EVERY_POINT:
+        ready, lent = ready.where(PickupPoint.id == point_id), lent.where(PickupPoint.id == point_id)
+    calendar = calendar_per_point(session, policy)
+    changes = []
+    for kind, query in (("reservation", ready), ("loan", lent)):
+        for item_id, patron, previous, title, point in session.execute(query).all():
+            new = calendar(point).still_due(previous)
+            if new != previous and _move(session, kind, item_id, previous, new):
+                changes.append({"kind": kind, "id": item_id, "patron": patron, "previous": previous, "new": new,
+                                "title": title})
+    if not changes:
+        return {"due_date_shift": None, "dates_moved": 0}
+    shift = _record(session, events, principal, changes, {"closed_from": after, "closed_until": until,
+                                                          "rule": "closure", "fixed_date": None,
+                                                          "opening_days": None}, now)
+    return {"due_date_shift": shift.id, "dates_moved": len(changes)}
+
+
+def _move(session: Session, kind: str, item_id: str, previous: datetime, new: datetime) -> bool:
+    """Move the date if it still is `previous` (and the loan open, the reservation ready)."""
+    if kind == "loan":
+        query = update(Loan).where(Loan.id == item_id, Loan.returned_at.is_(None), Loan.due_at == previous)
+        query = query.values(due_at=new)
+    else:
+        query = update(Reservation).where(Reservation.id == item_id, Reservation.status == "ready",
+                                          Reservation.pickup_deadline == previous).values(pickup_deadline=new)
+    return session.execute(query.execution_options(synchronize_session=False)).rowcount == 1
 
 
 def undo_shift(session: Session, events: Events, shift_id: str, now: datetime) -> list[dict]:

@@ -26,9 +26,9 @@ class Suspension:
         return {first + timedelta(days=n) for n in range((last - first).days + 1)}
 
 
-def check_period(starts_at: datetime, ends_at: datetime) -> None:
+def check_period(starts_at: datetime, ends_at: datetime, field: str = "until", what: str = "suspension") -> None:
     if ends_at <= starts_at:
-        raise Invalid("the suspension must end after it starts", field="until")
+        raise Invalid(f"the {what} must end after it starts", field=field)
 
 
 def overdue_days(due_at: datetime, until: datetime, suspensions: Iterable[Suspension] = (),
@@ -78,6 +78,7 @@ def shift_due_dates(items: Sequence[DueItem], closed_from: datetime, closed_unti
                     opening: Opening, fixed: date | None = None, spread_days: int = 1) -> dict[str, datetime]:
     """New due dates for the items due inside the closure: all on a fixed date, or spread over the first N
     opening days after reopening — one patron's items on the same day, so they come once and get one message."""
+    check_period(closed_from, closed_until, field="closed_until", what="closure")
     inside = [item for item in items if closed_from <= item.due_at < closed_until]
     if rule == "fixed":
         if fixed is None or fixed < closed_until.date():

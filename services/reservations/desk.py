@@ -2,7 +2,7 @@
 transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, text, union_all, update
@@ -13,8 +13,7 @@ from services.common.database import is_postgres
 from services.common.errors import Invalid, NotFound
 from services.common.relay import Events
 from services.reservations import counter, domain, stops
-from services.reservations.calendar import Calendar
-from services.reservations.calendars import calendar_of
+from services.reservations.calendars import calendar_of, calendar_per_point
 from services.reservations.continuity import Suspension
 from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation, Selection
 from services.reservations.policy import Policy
@@ -81,11 +80,28 @@ def place(session: Session, events: Events, policy: Policy, principal: Principal
     # The answer's objects stay out of the session; every value it shows is set (the point too: no lazy load).
     reservation = Reservation(**row, pickup_point=point)
     reservation.lines = [Line(**line) for line in lines]
-    events.publish(session, "reservation_placed", {
-        "reservation_id": reservation.id, "patron": card, "pickup_point": point_ref(point), "channel": channel,
-        "lines": [line_ref(ln) for ln in reservation.lines], "placed_at": reservation.placed_at,
-        "waiting_for_stop": reservation.status == "waiting_for_stop"})
+    events.publish(session, "reservation_placed", placement(reservation))
     return reservation
+
+
+def placement(reservation: Reservation) -> dict:
+    """What `reservation_placed` says of a reservation (also when `drive check --fix` says it again)."""
+    return {"reservation_id": reservation.id, "patron": reservation.patron,
+            "pickup_point": point_ref(reservation.pickup_point), "channel": reservation.channel,
+            "lines": [line_ref(ln) for ln in reservation.lines], "placed_at": reservation.placed_at,
+            "waiting_for_stop": reservation.status == "waiting_for_stop"}
+
+
+def cancellation(reservation: Reservation) -> dict:
+    return {"reservation_id": reservation.id, "patron": reservation.patron,
+            "cancelled_by": "patron" if reservation.closed_by == "patron" else "staff",
+            "pickup_point": point_ref(reservation.pickup_point), "lines": [line_ref(ln) for ln in reservation.lines]}
+
+
+def expiry(reservation: Reservation) -> dict:
+    return {"reservation_id": reservation.id, "patron": reservation.patron,
+            "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
+            "lines": [line_ref(ln) for ln in reservation.lines]}
 
 
 def make_ready(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime,
@@ -131,9 +147,7 @@ def cancel(session: Session, events: Events, reservation: Reservation, by: str, 
     domain.ensure_transition(reservation.status, "cancelled")
     _close(reservation, "cancelled", by, now)
     counter.reservation_closed(session, events, reservation, now)
-    events.publish(session, "reservation_cancelled", {
-        "reservation_id": reservation.id, "patron": reservation.patron, "cancelled_by": by,
-        "pickup_point": point_ref(reservation.pickup_point), "lines": [line_ref(ln) for ln in reservation.lines]})
+    events.publish(session, "reservation_cancelled", cancellation(reservation))
 
 
 def _close(reservation: Reservation, status: str, by: str, now: datetime) -> None:
@@ -143,24 +157,13 @@ def _close(reservation: Reservation, status: str, by: str, now: datetime) -> Non
             line.status = status
 
 
-def _calendar_per_point(session: Session, policy: Policy) -> Callable[[PickupPoint], Calendar]:
-    """Each point's calendar, read once per timer run (not once per reservation or loan)."""
-    known: dict[str, Calendar] = {}
-
-    def of(point: PickupPoint) -> Calendar:
-        if point.id not in known:
-            known[point.id] = calendar_of(session, point, policy)
-        return known[point.id]
-    return of
-
-
 def expire_due(session: Session, events: Events, policy: Policy, now: datetime, limit: int = 100) -> int:
     """Ready reservations past their deadline. Each is claimed by a conditional update, so two replicas
     running this timer never expire (and announce) the same reservation twice. A deadline on a day the point
     has since closed moves to its next opening day instead."""
     due = session.execute(select(Reservation.id, Reservation.pickup_deadline, PickupPoint).join(PickupPoint).where(
         Reservation.status == "ready", Reservation.pickup_deadline < now).limit(limit)).all()
-    calendar = _calendar_per_point(session, policy)
+    calendar = calendar_per_point(session, policy)
     expired = 0
     for reservation_id, deadline, point in due:
         moved = calendar(point).still_due(deadline)
@@ -177,10 +180,7 @@ def expire_due(session: Session, events: Events, policy: Policy, now: datetime, 
         reservation = session.get(Reservation, reservation_id, populate_existing=True)
         _close(reservation, "expired", "timer", now)
         counter.reservation_closed(session, events, reservation, now)
-        events.publish(session, "reservation_expired", {
-            "reservation_id": reservation.id, "patron": reservation.patron,
-            "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
-            "lines": [line_ref(ln) for ln in reservation.lines]})
+        events.publish(session, "reservation_expired", expiry(reservation))
         expired += 1
     return expired
 
@@ -195,7 +195,7 @@ def remind_overdue(session: Session, events: Events, policy: Policy, now: dateti
     loans = session.execute(select(Loan, PickupPoint).join(Reservation, Reservation.id == Loan.reservation_id)
                             .join(PickupPoint).where(Loan.returned_at.is_(None), Loan.due_at < now)
                             .order_by(Loan.due_at)).all()
-    calendar = _calendar_per_point(session, policy)
+    calendar = calendar_per_point(session, policy)
     sent = 0
     for loan, point in loans:
         if sent >= policy.reminders_per_run:

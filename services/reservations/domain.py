@@ -22,6 +22,12 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
 }
 OPEN_STATUSES = ("waiting_for_stop", "placed", "allocated", "ready")
 OPEN_LINE_STATUSES = ("pending", "allocated", "waitlisted")
+# Open reservations whose open lines hold a copy or a waitlist place in inventory (at a closed stop: nothing yet).
+HOLDING_STATUSES = ("placed", "allocated", "ready")
+# What `drive check --fix` says again of a reservation so that inventory catches up: the event that put it where
+# it is. Allocated or ready ones are not repaired by an event: their copies were announced as theirs.
+REANNOUNCED = {"placed": "reservation_placed", "cancelled": "reservation_cancelled",
+               "expired": "reservation_expired"}
 
 
 def ensure_transition(current: str, target: str) -> None:

@@ -259,6 +259,10 @@ class ClosedDaySchema(Schema):
     created_by = fields.String()
     created_at = fields.DateTime()
     appointments_cancelled = fields.Integer(allow_none=True)
+    dates_moved = fields.Integer(allow_none=True, metadata={
+        "description": "pickup deadlines and due dates on that day moved to the next opening day just now"})
+    due_date_shift = fields.String(allow_none=True, metadata={
+        "description": "the shift that moved them (undo with POST /due-date-shifts/{id}/undo)"})
 
 
 class SlotSchema(Schema):
@@ -432,3 +436,37 @@ class StatsSchema(Schema):
                         metadata={"description": "counters and libraries (not bibliobus stops), days with places "
                                                  "or bookings"})
     totals = fields.Nested(StatsTotalsSchema)
+
+
+class AuditQuerySchema(Schema):
+    stuck_after_seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0, max=86400 * 30))
+
+
+class AuditLineSchema(Schema):
+    reservation_id = fields.String()
+    line_id = fields.String()
+    title_id = fields.String()
+    status = fields.String(metadata={"description": "the line's: pending (not yet handled by inventory), "
+                                                    "allocated or waitlisted"})
+    reservation_status = fields.String()
+    placed_at = fields.AwareDateTime()
+
+
+class AuditLinesSchema(Schema):
+    lines = fields.List(fields.Nested(AuditLineSchema), metadata={
+        "description": "open lines of open reservations that should hold a copy or a waitlist place in inventory"})
+    stuck_placed = fields.List(fields.String(), metadata={
+        "description": "reservations still `placed` after stuck_after_seconds"})
+
+
+class ReannounceSchema(Schema):
+    reservation_ids = fields.List(fields.String(validate=validate.Length(min=1, max=36)), required=True,
+                                  validate=validate.Length(min=1, max=1000))
+    dry_run = fields.Boolean(load_default=False)
+
+
+class ReannouncedSchema(Schema):
+    reservation_id = fields.String()
+    status = fields.String(allow_none=True, metadata={"description": "null: no such reservation"})
+    announced = fields.String(allow_none=True, metadata={"description": "the event said again (with "
+                                                                        "`reannounced`), or null"})

@@ -13,13 +13,27 @@ from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
-from services.reservations import calendars, closures, counter, desk, domain, figures, intake, selections, stops, views
+from services.reservations import (
+    audit,
+    calendars,
+    closures,
+    counter,
+    desk,
+    domain,
+    figures,
+    intake,
+    selections,
+    stops,
+    views,
+)
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
     PATH_IDS,
     AccountSchema,
     AppointmentSchema,
+    AuditLinesSchema,
+    AuditQuerySchema,
     BookSlotSchema,
     CalendarSchema,
     CalendarUpdateSchema,
@@ -36,6 +50,8 @@ from services.reservations.schemas import (
     PreparationListSchema,
     PrepareSelectionSchema,
     ReadySchema,
+    ReannouncedSchema,
+    ReannounceSchema,
     RequestSelectionSchema,
     ReservationSchema,
     SelectionSchema,
@@ -50,6 +66,7 @@ from services.reservations.schemas import (
 ANYONE = ("patron", "staff", "analyst", "ops")
 PATRON_OR_STAFF = ("patron", "staff")
 STAFF = ("staff",)
+OPS = ("ops",)
 
 
 def now() -> datetime:
@@ -90,6 +107,7 @@ class ReservationsService(DriveService):
                                                "(the next opening day's closing time after the deadline days)")
     def mark_ready(self, request, principal, reservation_id, body):
         with self.db.begin():
+            calendars.hold_closures(self.db)  # before the reservation's row, in the order a closure takes them
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
             desk.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
@@ -98,6 +116,7 @@ class ReservationsService(DriveService):
            summary="Handed over: loans start")
     def collect(self, request, principal, reservation_id):
         with self.db.begin():
+            calendars.hold_closures(self.db)  # the due dates it sets, as for a pickup deadline
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
             desk.collect(self.db, self.events, self.policy, reservation, now())
             return views.reservation_view(reservation)
@@ -175,9 +194,13 @@ class ReservationsService(DriveService):
         with self.db.begin():
             closed = calendars.close_day(self.db, principal, body["pickup_point"], body["day"], body["reason"],
                                          now().astimezone(self.policy.tz).date())
-            # Shown in the answer only (not a column): the appointments of that day given back just now.
+            # Shown in the answer only (not columns): the appointments of that day given back, and the
+            # deadlines and due dates moved off it, just now.
             closed.appointments_cancelled = counter.drive_closed(self.db, self.events, closed.pickup_point_id,
                                                                  closed.day, self.policy, now())
+            moved = closures.move_off_closed_day(self.db, self.events, principal, closed.pickup_point_id,
+                                                 closed.day, self.policy, now())
+            closed.due_date_shift, closed.dates_moved = moved["due_date_shift"], moved["dates_moved"]
             return closed
 
     @route("DELETE", "/closed-days/<closed_day_id>", roles=STAFF, response=ClosedDaySchema,
@@ -358,6 +381,21 @@ class ReservationsService(DriveService):
         with self.db.begin():
             changes = closures.undo_shift(self.db, self.events, shift_id, now())
         return {"id": shift_id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
+
+    # --- the audit of `drive check` ----------------------------------------------------------------------
+
+    @route("GET", "/audit/lines", roles=OPS, query=AuditQuerySchema, response=AuditLinesSchema,
+           summary="Open lines that should hold a copy or a waitlist place in inventory; reservations stuck in placed")
+    def audit_lines(self, request, principal, query):
+        with self.db.begin():
+            return audit.open_lines(self.db, now(), query["stuck_after_seconds"])
+
+    @route("POST", "/audit/reannounce", roles=OPS, body=ReannounceSchema, response=ReannouncedSchema(many=True),
+           summary="Say again the event that put each reservation where it is (placed, cancelled, expired), marked "
+                   "`reannounced`, so that a service that missed it catches up")
+    def audit_reannounce(self, request, principal, body):
+        with self.db.begin():
+            return audit.reannounce(self.db, self.events, body["reservation_ids"], body["dry_run"])
 
     def _shift_changes(self, body):
         return closures.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],

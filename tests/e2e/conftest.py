@@ -4,6 +4,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,11 @@ from nameko.testing.utils import find_free_port
 from sqlalchemy.orm import Session
 
 from services.bibliobus.service import BibliobusService
+from services.check import Report, audit
 from services.cli import SERVICE_CLASSES
+from services.common import api_client
 from services.common.database import make_engine
+from services.common.deadletters import count_dead_letters
 from services.common.messaging import declare_topology
 from services.demo import load_pickup_points
 from services.inventory.service import InventoryService
@@ -28,6 +33,7 @@ class Processes:
     def __init__(self, amqp_uri: str, urls: dict, log_dir: Path) -> None:
         self.amqp_uri, self.urls, self.log_dir = amqp_uri, urls, log_dir
         self.running: list[tuple[str, subprocess.Popen]] = []
+        self.clients: list[tuple[str, Client]] = []
 
     def start(self, service: str, **env: str) -> Client:
         port = find_free_port()
@@ -50,7 +56,27 @@ class Processes:
 
         wait_for(healthy, timeout=30, interval=0.2, what=f"{service} to answer /health")
         client.process, client.log_path = proc, Path(log.name)
+        self.clients.append((service, client))
         return client
+
+    def live(self) -> dict[str, str]:
+        """Service → the base URL of its latest process still running."""
+        urls: dict[str, str] = {}
+        for name, client in reversed(self.clients):
+            if client.process.poll() is None:
+                urls.setdefault(name, client.base)
+        return urls
+
+    def check(self, wait: float = 20) -> "Report":
+        """`drive check` on the running services (waiting for events in flight to land): the report."""
+        urls = self.live()
+        call = partial(api_client.call, role="ops", unreachable_hint="", refused_exit=2)
+        deadline = time.monotonic() + wait
+        while True:
+            report = audit(urls, call, partial(count_dead_letters, self.amqp_uri))
+            if report.clean or time.monotonic() > deadline:
+                return report
+            time.sleep(0.5)
 
     def stop_all(self) -> None:
         for _, proc in self.running:
@@ -89,5 +115,11 @@ def system(make_database, rabbit_config, tmp_path):
                                                "bibliobus.events": "#"})
     processes.tap, processes.vhost = tap, rabbit_config["vhost"]
     yield processes
-    processes.stop_all()
-    tap.close()
+    try:
+        # The end of every end-to-end test: whatever it did, the services agree (`drive check`).
+        if {"reservations", "inventory"} <= processes.live().keys():
+            report = processes.check()
+            assert report.clean, f"drive check: {report.as_dict()}"
+    finally:
+        processes.stop_all()
+        tap.close()

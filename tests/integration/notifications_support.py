@@ -13,16 +13,18 @@ from services.common.envelope import REGISTRY, Event
 
 
 class Mailbox:
-    """aiosmtpd handler: keeps every message it accepts; can answer 451 (try later) to the next ones."""
+    """aiosmtpd handler: keeps every message it accepts; `answers` lists the refusals to give the next ones
+    (451: try later, 550: no such mailbox)."""
+
+    REFUSALS = {451: "451 4.3.0 try again later", 550: "550 5.1.1 no such mailbox"}
 
     def __init__(self) -> None:
         self.messages: list = []
-        self.refuse_next = 0
+        self.answers: list[int] = []
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        if self.refuse_next:
-            self.refuse_next -= 1
-            return "451 4.3.0 try again later"
+        if self.answers:
+            return self.REFUSALS[self.answers.pop(0)]
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
 

@@ -294,14 +294,14 @@ def test_expiry_respects_a_day_closed_since_the_deadline_was_set(drive_factory):
     titles = [catalogue(drive, f"Échéance {n}", [(f"X-{n}", "central", f"R {n}")]) for n in range(2)]
     kept, gone = (ready_reservation(drive, f"C6{n}", titles[n]) for n in range(2))
     start_of_today = datetime.combine(today(), datetime.min.time(), PARIS)
+    # Staff close today at the central library. A deadline that still falls today (set by a preparation racing
+    # the closure, which moves those it finds at once) moves to the next opening day when the timer meets it.
+    assert drive.reservations.post("/closed-days", json={"pickup_point": "central-adult", "day": today().isoformat(),
+                                                         "reason": "dégât des eaux"}).status_code == 201
     engine = create_engine(drive.urls["reservations"])
     with engine.begin() as conn:
         conn.execute(update(Reservation).where(Reservation.id == kept)
                      .values(pickup_deadline=start_of_today + timedelta(seconds=1)))
-    # Staff close today at the central library: the deadline that fell today moves to its next opening day.
-    assert drive.reservations.post("/closed-days", json={"pickup_point": "central-adult", "day": today().isoformat(),
-                                                         "reason": "dégât des eaux"}).status_code == 201
-    with engine.begin() as conn:
         conn.execute(update(Reservation).where(Reservation.id == gone)
                      .values(pickup_deadline=start_of_today - timedelta(days=1)))
     drive.tap.wait("reservation_expired", reservation_id=gone)

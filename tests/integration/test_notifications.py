@@ -6,9 +6,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from nameko.testing.utils import find_free_port
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, update
+from sqlalchemy.orm import Session
 
 from services.common.messaging import declare_topology
+from services.common.migrate import upgrade
 from services.notifications.models import ContactRecord, Delivery, Inbox, PolicyState
 from services.notifications.service import NotificationsService
 from tests.helpers import Client, EventTap, wait_for
@@ -29,9 +31,22 @@ def outside():
 
 
 @pytest.fixture
-def post_office(make_database, rabbit_config, container_factory, outside, token):
+def db_kind():
+    """PostgreSQL unless a test asks for both (`@pytest.mark.parametrize("db_kind", BOTH)`)."""
+    return "postgresql"
+
+
+BOTH = ["postgresql", "sqlite"]
+
+
+@pytest.fixture
+def post_office(make_database, rabbit_config, container_factory, outside, token, db_kind, tmp_path):
     mailbox, smtp_port, gateway = outside
-    url = make_database("notifications")
+    if db_kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'notifications.db'}"
+        upgrade("notifications", url)
+    else:
+        url = make_database("notifications")
     containers = []
 
     def start(**extra):
@@ -378,3 +393,222 @@ def test_selections_are_acknowledged_and_their_outcome_told_but_arrivals_are_not
     with pytest.raises(AssertionError):
         wait_for(lambda: len(post_office.mailbox.messages) > 3, timeout=1)
     assert len(deliveries(post_office.url, patron="C20")) == 3
+
+
+# --- the sender: one bad message never touches another, a resend reaches the patron as they are now -------------
+
+def change_deliveries(url: str, values: dict, **where) -> None:
+    """What a process that died mid-round leaves behind, written as it would be."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        query = update(Delivery).values(**values)
+        for key, value in where.items():
+            query = query.where(getattr(Delivery, key) == value)
+        conn.execute(query)
+    engine.dispose()
+
+
+def status_of(url: str, patron: str) -> list[str]:
+    return [d.status for d in deliveries(url, patron=patron)]
+
+
+def recorded_unsent(post_office, events: list[dict]) -> Client:
+    """Each event's patron reachable by e-mail, its delivery recorded by a process that never sends."""
+    api = post_office.start(NOTIFY_SEND_SECONDS=3600)
+    for data in events:
+        api.call("PUT", f"/patrons/{data['patron']}/contact", json={"email": f"{data['patron'].lower()}@example.org"})
+        publish(post_office.amqp, "reservations", "reservation_ready", data)
+    wait_for(lambda: len(deliveries(post_office.url)) == len(events))
+    return api
+
+
+def sent_in_one_round(post_office, **config) -> None:
+    """What was recorded is claimed by a new process in one round."""
+    post_office.containers[-1].kill()
+    post_office.start(**config)
+
+
+@pytest.mark.parametrize("db_kind", BOTH)
+def test_an_attempt_that_crashes_is_retried_then_failed_and_never_touches_another_message(post_office):
+    # A carriage return in a pickup point's name makes the e-mail library raise (not a channel failure).
+    odd = {**POINT, "name": "Médiathèque\rcentrale"}
+    recorded_unsent(post_office, [{**ready("C30", "r30"), "pickup_point": odd}, ready("C31", "r31")])
+    sent_in_one_round(post_office, NOTIFY_MAX_ATTEMPTS=3)
+    wait_for(lambda: status_of(post_office.url, "C31") == ["sent"], what="the other patron's message settled")
+    failed = post_office.tap.wait("notification_failed", reservation_id="r30")[0]["data"]
+    assert (failed["reason"], failed["attempts"]) == ("exhausted", 3)
+    crashed = deliveries(post_office.url, patron="C30")[0]
+    assert crashed.status == "failed" and "ValueError" in crashed.last_error
+    with pytest.raises(AssertionError):
+        wait_for(lambda: len(post_office.mailbox.messages) > 1, timeout=1)
+    assert [m["To"] for m in post_office.mailbox.messages] == ["c31@example.org"]
+    assert len(post_office.tap.of_type("notification_sent")) == 1
+
+
+@pytest.mark.parametrize("db_kind", BOTH)
+def test_a_message_blanked_by_erasure_while_it_waited_fails_alone(post_office):
+    api = recorded_unsent(post_office, [ready("C32", "r32"), ready("C33", "r33")])
+    assert api.call("DELETE", "/patrons/C32/contact").json()["deliveries_blanked"] == 1
+    sent_in_one_round(post_office)
+    wait_for(lambda: status_of(post_office.url, "C33") == ["sent"], what="the other patron's message settled")
+    assert post_office.tap.wait("notification_failed", reservation_id="r32")[0]["data"]["reason"] == "erased"
+    assert status_of(post_office.url, "C32") == ["failed"]
+    assert [m["To"] for m in post_office.mailbox.messages] == ["c33@example.org"]
+
+
+@pytest.mark.parametrize("db_kind", BOTH)
+def test_a_delivery_whose_lease_ran_out_at_the_last_attempt_is_failed_not_claimed_again(post_office):
+    recorded_unsent(post_office, [ready("C34", "r34")])
+    post_office.containers[-1].kill()
+    # The last allowed attempt was claimed by a process that died before settling it: its lease ran out.
+    change_deliveries(post_office.url, {"status": "sending", "attempts": 3,
+                                        "next_attempt_at": datetime.now(UTC) - timedelta(seconds=1)}, patron="C34")
+    post_office.start(NOTIFY_MAX_ATTEMPTS=3)
+    failed = post_office.tap.wait("notification_failed", reservation_id="r34")[0]["data"]
+    assert (failed["reason"], failed["attempts"]) == ("exhausted", 3)
+    row = deliveries(post_office.url, patron="C34")[0]
+    assert (row.status, row.attempts) == ("failed", 3) and "never settled" in row.last_error
+    assert post_office.mailbox.messages == []
+
+
+def test_resending_the_message_of_a_patron_who_erased_their_contact_is_refused(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C35/contact", json={"email": "c35@example.org"})
+    post_office.mailbox.answers = [550]
+    publish(post_office.amqp, "reservations", "reservation_ready", ready("C35", "r35"))
+    post_office.tap.wait("notification_failed", reservation_id="r35")
+    failed = deliveries(post_office.url, patron="C35")[0]
+    api.call("DELETE", "/patrons/C35/contact")
+    answer = api.post(f"/deliveries/{failed.id}/resend")
+    assert answer.status_code == 409, answer.text
+    assert "erased" in answer.json()["message"]
+    assert status_of(post_office.url, "C35") == ["failed"]
+
+
+def test_a_resend_goes_to_the_address_the_patron_gave_since(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C36/contact", json={"email": "old.c36@example.org"})
+    post_office.mailbox.answers = [550]
+    publish(post_office.amqp, "reservations", "reservation_ready", ready("C36", "r36"))
+    post_office.tap.wait("notification_failed", reservation_id="r36")
+    api.call("PUT", "/patrons/C36/contact", json={"email": "new.c36@example.org"})
+    failed = deliveries(post_office.url, patron="C36")[0]
+    again = api.post(f"/deliveries/{failed.id}/resend")
+    assert again.status_code == 200 and again.json()["recipient"] == "new.c36@example.org"
+    post_office.tap.wait("notification_sent")
+    assert [m["To"] for m in post_office.mailbox.messages] == ["new.c36@example.org"]
+
+
+def test_sms_without_consent_is_refused_when_the_contact_is_given(post_office):
+    api = post_office.start()
+    for body in ({"phone": "0612345678", "preferred_channel": "sms"},
+                 {"phone": "0612345678", "email": "c37@example.org", "preferred_channel": "sms",
+                  "sms_consent": False}):
+        answer = api.call("PUT", "/patrons/C37/contact", json=body)
+        assert answer.status_code == 400, answer.text
+        assert "sms_consent" in answer.json()["fields"]
+    assert api.get("/patrons/C37/contact").status_code == 404
+    ok = api.call("PUT", "/patrons/C37/contact", json={"phone": "0612345678", "preferred_channel": "sms",
+                                                       "sms_consent": True})
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("db_kind", BOTH)
+def test_a_message_waiting_for_a_retry_is_not_overtaken_by_a_later_one_for_the_same_patron(post_office):
+    api = post_office.start(NOTIFY_RETRY_BASE_SECONDS=1.5)
+    api.call("PUT", "/patrons/C38/contact", json={"email": "c38@example.org"})
+    api.call("PUT", "/patrons/C39/contact", json={"email": "c39@example.org"})
+    post_office.mailbox.answers = [451]
+    publish(post_office.amqp, "reservations", "reservation_ready", ready("C38", "r38a"))
+    wait_for(lambda: [(d.status, d.attempts) for d in deliveries(post_office.url, patron="C38")] == [("pending", 1)])
+    other = {**POINT, "name": "Bibliothèque de la gare"}
+    publish(post_office.amqp, "reservations", "reservation_ready", {**ready("C38", "r38b"), "pickup_point": other})
+    publish(post_office.amqp, "reservations", "reservation_ready", ready("C39", "r39"))  # another patron: no wait
+    post_office.tap.wait("notification_sent", reservation_id="r39")
+    post_office.tap.wait("notification_sent", count=3)
+    assert [m["Subject"] for m in post_office.mailbox.messages if m["To"] == "c38@example.org"] == [
+        "Vos documents vous attendent à Médiathèque de quartier",
+        "Vos documents vous attendent à Bibliothèque de la gare"]
+    assert post_office.mailbox.messages[0]["To"] == "c39@example.org"
+
+
+def shift(patron: str, undone: bool, due: datetime, previous: datetime, shift_id: str = "sh40") -> dict:
+    return {"shift_id": shift_id, "patron": patron, "undone": undone, "reservations": [],
+            "loans": [{"loan_id": "loan40", "title": "La nuit du nord", "previous_due_at": previous, "due_at": due}]}
+
+
+@pytest.mark.parametrize("db_kind", BOTH)
+def test_a_shift_undone_while_its_sms_waited_for_the_morning_is_never_sent(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C40/contact", json={"phone": "0612345671", "preferred_channel": "sms",
+                                                  "sms_consent": True})
+    api.call("PUT", "/patrons/C41/contact", json={"phone": "0612345672", "preferred_channel": "sms",
+                                                  "sms_consent": True})
+    usual, later = datetime(2026, 5, 12, 16, tzinfo=UTC), datetime(2026, 6, 12, 16, tzinfo=UTC)
+    evening = tomorrow_at(21, 30)
+    with time_machine.travel(evening, tick=True) as clock:
+        publish(post_office.amqp, "reservations", "due_dates_shifted", shift("C40", False, later, usual))
+        wait_for(lambda: deliveries(post_office.url, patron="C40"))
+        publish(post_office.amqp, "reservations", "due_dates_shifted", shift("C40", True, usual, later))
+        # Another patron's shift, not undone, goes in the morning as usual.
+        publish(post_office.amqp, "reservations", "due_dates_shifted", shift("C41", False, later, usual, "sh41"))
+        wait_for(lambda: len(deliveries(post_office.url)) == 3)
+        clock.move_to(datetime.combine(evening.date() + timedelta(days=1), time(8, 1),
+                                       tzinfo=ZoneInfo("Europe/Paris")))
+        post_office.tap.wait("notification_sent")
+        wait_for(lambda: status_of(post_office.url, "C40") == ["obsolete", "obsolete"],
+                 what="the shift and its undoing both obsolete")
+    assert [m["to"] for m in post_office.gateway.received] == ["+33612345672"]
+
+
+def test_a_shift_of_only_a_ready_reservation_tells_its_new_pickup_deadline(post_office):
+    api = post_office.start()
+    api.call("PUT", "/patrons/C42/contact", json={"email": "c42@example.org"})
+    api.call("PUT", "/patrons/C43/contact", json={"phone": "0612345673", "preferred_channel": "sms",
+                                                  "sms_consent": True})
+    deadline = datetime(2026, 5, 12, 16, tzinfo=UTC)
+    with time_machine.travel(tomorrow_at(10), tick=True):
+        for card in ("C42", "C43"):
+            publish(post_office.amqp, "reservations", "due_dates_shifted", {
+                "shift_id": f"sh-{card}", "patron": card, "undone": False, "loans": [],
+                "reservations": [{"reservation_id": f"r-{card}", "pickup_deadline": deadline,
+                                  "previous_pickup_deadline": deadline - timedelta(days=20)}]})
+        post_office.tap.wait("notification_sent", count=2)
+    mail = post_office.mailbox.messages[0]
+    text = mail.get_content()
+    assert mail["Subject"] == "Votre réservation vous attend plus longtemps"
+    assert "jusqu'au mardi 12 mai à 18 h 00" in text, text  # 16:00 UTC is 18:00 in Paris in May
+    assert "rendre" not in text
+    sms = post_office.gateway.received[0]["text"]
+    assert "12 mai" in sms and "rendre" not in sms, sms
+
+
+@pytest.mark.parametrize("db_kind", BOTH)
+def test_settling_one_outcome_that_raises_leaves_the_others_settled(db_kind, make_database, tmp_path):
+    from services.common.database import make_engine
+    from services.common.relay import Events
+    from services.notifications import postroom
+    from services.notifications.models import Outbox
+
+    url = f"sqlite:///{tmp_path / 'settle.db'}" if db_kind == "sqlite" else make_database("notifications")
+    if db_kind == "sqlite":
+        upgrade("notifications", url)
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        # d3's channel is one no event may name: settling its failure raises after its row was changed.
+        for id_, channel in (("d1", "email"), ("d2", "email"), ("d3", "fax")):
+            session.add(Delivery(id=id_, event_id=f"e-{id_}", event_type="reservation_ready", announced_at=now,
+                                 patron="C50", channel=channel, status="sending", recipient="c50@example.org",
+                                 subject="s", body="b", attempts=1, next_attempt_at=now, created_at=now))
+    events = Events("notifications", Outbox, kick=lambda: None)
+    with Session(engine) as session, session.begin():
+        postroom.settle_all(session, events, [
+            postroom.Attempt("d1"), postroom.Attempt("d3", error="refused", permanent=True),
+            postroom.Attempt("gone", error="SMTP 451"), postroom.Attempt("d2", error="SMTP 451")], now)
+    with Session(engine) as session:
+        # d3 is left as it was (its lease brings it back), not failed without its notification_failed
+        assert {d.id: d.status for d in session.scalars(select(Delivery))} == {
+            "d1": "sent", "d2": "pending", "d3": "sending"}
+        assert [o.routing_key for o in session.scalars(select(Outbox))] == ["notification_sent"]
+    engine.dispose()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# What `make test` needs on this machine: PostgreSQL and RabbitMQ answering on 127.0.0.1, and RabbitMQ's management
+# API (port 15672: every test gets its own vhost through it), which is off on a new machine. Starts what is down.
+set -euo pipefail
+
+wait_for() {  # wait_for NAME SECONDS COMMAND...
+  local name=$1 seconds=$2; shift 2
+  for _ in $(seq "$seconds"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  echo "test servers: $name did not come up within ${seconds}s" >&2; return 1
+}
+
+if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+fi
+wait_for PostgreSQL 60 pg_isready -h 127.0.0.1 -p 5432
+
+if ! rabbitmqctl status >/dev/null 2>&1; then
+  rabbitmq-server -detached || true
+fi
+wait_for RabbitMQ 90 rabbitmqctl status
+if ! curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1; then
+  rabbitmq-plugins enable rabbitmq_management >/dev/null
+fi
+wait_for "RabbitMQ management API" 60 curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview
