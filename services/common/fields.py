@@ -4,6 +4,7 @@ naming the field) and said in each OpenAPI document (where a schema-driven clien
 - `Day` and `Moment`: dates and aware datetimes within `EARLIEST`–`LATEST` (day arithmetic near year 1 or 9999
   overflows; no library business lies outside this century);
 - `Int`: a whole number between bounds, never 1.5 truncated to 1 nor beyond what a column or a loop can take;
+- `Flag`: a JSON true or false (not 0, "yes" or "off");
 - `Id`, `Card`: strings no longer than the column they are looked up in (path ids included).
 """
 
@@ -78,6 +79,15 @@ class Int(fields.Integer):
                 raise self.make_error("invalid")
             value = int(value)
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Flag(fields.Boolean):
+    """true or false, as JSON says them."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 def Id(max_length: int = 36, **kwargs: Any) -> fields.String:  # noqa: N802 - reads as a field class

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from services.common.fields import Id, Int, Moment
+from services.common.fields import Flag, Id, Int, Moment
 from services.events import MATERIALS
 
 # The routes' path ids, as long as their columns at most.
@@ -20,7 +20,7 @@ class NewCopySchema(Schema):
     barcode = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9-]{1,40}$"))
     site = fields.String(required=True)
     shelf_mark = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    plastic_cover = fields.Boolean(load_default=False)
+    plastic_cover = Flag(load_default=False)
 
 
 class SiteAvailabilitySchema(Schema):

@@ -4,7 +4,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from services.common.fields import Card, Id, Int
+from services.common.fields import Card, Flag, Id, Int
 
 PATH_IDS = {"card": Card(), "delivery_id": Id(36)}
 
@@ -15,7 +15,7 @@ class ContactSchema(Schema):
                           metadata={"description": "a French mobile number, stored as E.164"})
     preferred_channel = fields.String(load_default="email", validate=validate.OneOf(("email", "sms")))
     language = fields.String(load_default="fr", validate=validate.OneOf(("fr", "en")))
-    sms_consent = fields.Boolean(load_default=False)
+    sms_consent = Flag(load_default=False)
 
     @post_load
     def normalise(self, data: dict, **kwargs) -> dict:

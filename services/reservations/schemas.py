@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from services.common.fields import Card, Day, Id, Int, Moment
+from services.common.fields import Card, Day, Flag, Id, Int, Moment
 from services.events import AUDIENCES, MATERIALS, WEEKDAYS
 
 CHANNELS = ("web", "phone", "counter")
@@ -462,7 +462,7 @@ class AuditLinesSchema(Schema):
 class ReannounceSchema(Schema):
     reservation_ids = fields.List(fields.String(validate=validate.Length(min=1, max=36)), required=True,
                                   validate=validate.Length(min=1, max=1000))
-    dry_run = fields.Boolean(load_default=False)
+    dry_run = Flag(load_default=False)
 
 
 class ReannouncedSchema(Schema):

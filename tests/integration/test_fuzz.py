@@ -247,7 +247,7 @@ def test_offset_beyond_64_bits_is_refused(drive):
     assert drive.inventory.get("/titles?offset=0&limit=5").status_code == 200
 
 
-def test_integers_given_as_1_5_are_refused_not_truncated(drive_factory, token):
+def test_integers_given_as_1_5_and_flags_given_as_1_are_refused(drive_factory, token):
     drive = drive_factory(bibliobus_extra={})
     patron = token("patron", CARD)
     asked = {"patron": CARD, "pickup_point": "neighbourhood", "tastes": "polars", "audience": "adult"}
@@ -263,6 +263,10 @@ def test_integers_given_as_1_5_are_refused_not_truncated(drive_factory, token):
          "enable_threshold"),
         ("titles' limit", drive.inventory.get("/titles?limit=1.5"), "limit"),
         ("a stop's history", drive.bibliobus.get("/stops/x/history?limit=2.5"), "limit"),
+        ("a flag as 1", drive.inventory.post("/titles/x/copies", json={
+            "barcode": "B-1", "site": "central", "shelf_mark": "R 1", "plastic_cover": 1}), "plastic_cover"),
+        ("a flag as a word", drive.reservations.post("/audit/reannounce", headers=token("ops"), json={
+            "reservation_ids": ["r-1"], "dry_run": "no"}), "dry_run"),
     ]
     wrong = not_refused(probes)
     assert not wrong, "\n".join(wrong)
