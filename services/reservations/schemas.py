@@ -148,6 +148,8 @@ class SuspendSchema(Schema):
         # A suspension is a policy for now and the coming months: one wholly past would excuse nothing in
         # the reminders to come, and one reaching years away is a typo.
         now, window = datetime.now(UTC), timedelta(days=SUSPENSION_WINDOW_DAYS)
+        if data["ends_at"] <= data["starts_at"]:
+            return  # upside down: the rule says so first (continuity.check_period)
         if data["starts_at"] < now - window:
             raise ValidationError(f"a suspension starts at most {SUSPENSION_WINDOW_DAYS} days ago", "from")
         if data["ends_at"] <= now:
