@@ -107,8 +107,20 @@ def thresholds(enable: int | None = typer.Option(None, "--enable", help="open at
                consecutive: int | None = typer.Option(None, help="evaluation rounds below before closing"),
                window: int | None = typer.Option(None, help="days of demand counted"),
                stop: str | None = typer.Option(None, help="set this stop's own thresholds instead"),
-               reason: str | None = typer.Option(None, help="why (needed to change them)")) -> None:
-    """Show the network's thresholds, or set them (or a stop's own) with --enable/--disable and --reason."""
+               reason: str | None = typer.Option(None, help="why (needed to change them)"),
+               history: bool = typer.Option(False, "--history", help="who changed the network's, when, how, why"),
+               ) -> None:
+    """Show the network's thresholds, or set them (or a stop's own) with --enable/--disable and --reason;
+    --history: every change of the network's, newest first."""
+    if history:
+        changes = call("GET", "/thresholds/history").json()
+        values = ("enable_threshold", "disable_threshold", "consecutive_evaluations", "window_days")
+        table("changes of the network's thresholds (opens at / closes below / after rounds / window)",
+              ["when", "who", "from", "to", "why"],
+              [[local(c["at"]), c["changed_by"], " / ".join("?" if c["before"][k] is None else str(c["before"][k])
+                                                           for k in values),
+                " / ".join(str(c["after"][k]) for k in values), c["reason"]] for c in changes])
+        return
     if stop is not None:
         body = {"enable_threshold": enable, "disable_threshold": disable, "consecutive_evaluations": consecutive,
                 "reason": reason}

@@ -14,6 +14,7 @@ from services.bibliobus.domain import StopState, Thresholds
 from services.bibliobus.models import Decision, DemandSignal, NetworkSettings, Stop, StopReservation
 from services.bibliobus.policy import Policy
 from services.common.relay import Events
+from services.common.reliability import utcnow
 
 PENDING = ("waiting", "placed", "ready")
 RULE = "rule"
@@ -56,13 +57,23 @@ def pending_by_stop(session: Session, stop_ids: Iterable[str] | None = None) -> 
     return dict(session.execute(query).all())
 
 
+def lock_stops(session: Session, stop_ids: Iterable[str] | None = None) -> list[Stop]:
+    """Lock stops (all of them by default) in id order, so that two deciders never deadlock, and read them
+    as they are once locked: a copy loaded earlier in this session may predate another transaction's switch
+    (refreshed by `populate_existing`). On SQLite the transaction holds the database's write lock already."""
+    query = select(Stop).order_by(Stop.id).with_for_update().execution_options(populate_existing=True)
+    return list(session.scalars(query if stop_ids is None else query.where(Stop.id.in_(sorted(set(stop_ids))))))
+
+
 def evaluate_stops(session: Session, events: Events, policy: Policy, now: datetime,
                    stop_ids: Iterable[str] | None = None, round_: bool = False) -> list[Stop]:
-    """Evaluate stops (all of them by default) and switch those the rule says to. Stops are locked in id
-    order, so a signal's evaluation and the timer's round never decide on one stop at once (nor deadlock)."""
+    """Evaluate stops (all of them by default) and switch those the rule says to, deciding on their state
+    once locked, so a signal's evaluation, an override and the timer's round never decide on one stop at once.
+    `now` is when the caller began; the demand is counted at the moment the locks are held (not before):
+    signals committed meanwhile by whoever held them were stamped after `now`, and count."""
     ids = None if stop_ids is None else sorted(set(stop_ids))
-    query = select(Stop).order_by(Stop.id).with_for_update()
-    stops = session.scalars(query if ids is None else query.where(Stop.id.in_(ids))).all()
+    stops = lock_stops(session, ids)
+    now = max(now, utcnow())
     net = network(session, policy)
     demand = demand_by_stop(session, now, net.window_days, ids)
     pending = pending_by_stop(session, ids)
@@ -105,16 +116,20 @@ def audit(session: Session, stop_id: str | None, action: str, reason: str, decid
 
 def take_control(session: Session, events: Events, policy: Policy, stop: Stop, mode: str, note: str, by: str,
                  now: datetime) -> None:
-    """An analyst forces the stop on or off, or gives it back to the rule (evaluated at once)."""
+    """An analyst forces the stop on or off, or gives it back to the rule (evaluated at once). `stop`: locked
+    and read by the caller (`tour.find(lock=True)`)."""
     state = domain.override(state_of(stop), mode, note)
     net = network(session, policy)
     stop.mode, stop.rounds_below = state.mode, state.rounds_below
     stop.demand = demand_by_stop(session, now, net.window_days, [stop.id]).get(stop.id, 0)
-    audit(session, stop.id, f"override_{mode}", "manual", by, note, stop.demand, net.for_stop(stop), now)
+    thresholds = net.for_stop(stop)
+    audit(session, stop.id, f"override_{mode}", "manual", by, note, stop.demand, thresholds, now)
     if mode == "auto":
         evaluate_stops(session, events, policy, now, [stop.id])
-    elif stop.enabled != (mode == "on"):
-        switch(session, events, stop, mode == "on", "manual", by, note, net.for_stop(stop), now)
+        return
+    verdict = domain.evaluate(state, stop.demand, 0, thresholds, round_=False)  # forced: pending plays no part
+    if verdict.changed:
+        switch(session, events, stop, verdict.state.enabled, verdict.reason, by, note, thresholds, now)
 
 
 def claim_round(session: Session, now: datetime, every_seconds: float) -> bool:

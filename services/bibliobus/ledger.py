@@ -67,8 +67,9 @@ def _advance(session: Session, data: dict, status: str, now: datetime,
 
 def record_interest(session: Session, events: Events, policy: Policy, stop_id: str, patron: str, by: str,
                     now: datetime) -> Stop:
-    """"I would collect at this stop", from the patron or from staff taking a phone call."""
-    stop = find(session, stop_id)
+    """"I would collect at this stop", from the patron or from staff taking a phone call. The stop is locked
+    before it is read: calls at the same moment queue, and each decides on the state the previous one left."""
+    stop = find(session, stop_id, lock=True)
     session.add(DemandSignal(stop_id=stop.id, patron=patron, kind="interest", recorded_by=by, at=now))
     session.flush()
     evaluate_stops(session, events, policy, now, [stop.id])

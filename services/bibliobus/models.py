@@ -79,7 +79,8 @@ class DemandSignal(Base):
 
 
 class Decision(Base):
-    """The audit log: every opening and closing, every override and change of thresholds."""
+    """The audit log of stops: every opening and closing, every override and change of a stop's own
+    thresholds (the network's: `ThresholdChange`)."""
 
     __tablename__ = "decisions"
 
@@ -94,6 +95,26 @@ class Decision(Base):
     enable_threshold: Mapped[int] = mapped_column(Integer)
     disable_threshold: Mapped[int] = mapped_column(Integer)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class ThresholdChange(Base):
+    """The audit of the network's thresholds and window (`PUT /thresholds`): who, when, from what to what,
+    and why. `old_*` NULL: not known (a change recorded before this table kept them)."""
+
+    __tablename__ = "threshold_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    changed_by: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(String(500))
+    old_enable_threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    old_disable_threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    old_consecutive_evaluations: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    old_window_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_enable_threshold: Mapped[int] = mapped_column(Integer)
+    new_disable_threshold: Mapped[int] = mapped_column(Integer)
+    new_consecutive_evaluations: Mapped[int] = mapped_column(Integer)
+    new_window_days: Mapped[int] = mapped_column(Integer)
 
 
 class StopReservation(Base):

@@ -92,6 +92,22 @@ class NetworkThresholdsSchema(Schema):
     updated_at = fields.DateTime(allow_none=True)
 
 
+class ThresholdValuesSchema(Schema):
+    enable_threshold = fields.Integer(allow_none=True)
+    disable_threshold = fields.Integer(allow_none=True)
+    consecutive_evaluations = fields.Integer(allow_none=True)
+    window_days = fields.Integer(allow_none=True)
+
+
+class ThresholdChangeSchema(Schema):
+    id = fields.Integer()
+    at = fields.DateTime()
+    changed_by = fields.String(metadata={"description": "the analyst's subject"})
+    reason = fields.String(metadata={"description": "why, as they said it"})
+    before = fields.Nested(ThresholdValuesSchema, metadata={"description": "null values: not known"})
+    after = fields.Nested(ThresholdValuesSchema)
+
+
 class StopThresholdsSchema(Schema):
     enable_threshold = Int(0, THRESHOLD_MAX, required=True, allow_none=True)
     disable_threshold = Int(0, THRESHOLD_MAX, required=True, allow_none=True)

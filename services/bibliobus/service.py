@@ -19,6 +19,7 @@ from services.bibliobus.schemas import (
     StopBodySchema,
     StopSchema,
     StopThresholdsSchema,
+    ThresholdChangeSchema,
     ThresholdsSchema,
 )
 from services.common.batching import batch_event_handler, first_deliveries
@@ -114,6 +115,13 @@ class BibliobusService(DemandReports, DriveService):
     def set_thresholds(self, request, principal, body):
         with self.db.begin():
             return thresholds.set_network(self.db, self.events, self.policy, body, principal.subject, now())
+
+    @route("GET", "/thresholds/history", roles=TEAM, query=HistoryQuerySchema,
+           response=ThresholdChangeSchema(many=True),
+           summary="Every change of the network's thresholds, newest first: who, when, old and new values, why")
+    def thresholds_history(self, request, principal, query):
+        with self.db.begin():
+            return thresholds.history(self.db, query["limit"])
 
     @route("PUT", "/stops/<stop_id>/thresholds", roles=ANALYST, body=StopThresholdsSchema, response=StopSchema,
            summary="A stop's own thresholds (null: the network's), saying why")

@@ -1,18 +1,21 @@
 """Analysts set the network's thresholds and window, or a stop's own thresholds, saying why. Checked whole
-before anything is written; applied at once (an evaluation of the stops concerned), and audited."""
+before anything is written; applied at once (an evaluation of the stops concerned), and audited: a stop's in
+its decisions, the network's in its own audit (old and new values)."""
 
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.bibliobus.control import audit, evaluate_stops, network
+from services.bibliobus.control import audit, evaluate_stops, lock_stops, network
 from services.bibliobus.domain import Thresholds
-from services.bibliobus.models import NetworkSettings, Stop
+from services.bibliobus.models import NetworkSettings, Stop, ThresholdChange
 from services.bibliobus.policy import Policy
 from services.bibliobus.tour import find
 from services.common.errors import Invalid
 from services.common.relay import Events
+
+VALUES = ("enable_threshold", "disable_threshold", "consecutive_evaluations", "window_days")
 
 
 def describe(session: Session, policy: Policy) -> dict:
@@ -23,20 +26,31 @@ def describe(session: Session, policy: Policy) -> dict:
 
 
 def set_network(session: Session, events: Events, policy: Policy, body: dict, by: str, now: datetime) -> dict:
-    row = session.get(NetworkSettings, 1, with_for_update=True)
+    row = session.get(NetworkSettings, 1, with_for_update=True, populate_existing=True)
     current = network(session, policy)
     new = Thresholds(body["enable_threshold"], body["disable_threshold"],
                      body.get("consecutive_evaluations") or current.thresholds.consecutive).check()
-    for stop in session.scalars(select(Stop).order_by(Stop.id)):
+    for stop in lock_stops(session):  # checked against the stops' own thresholds as they are once locked
         _check_stop(stop.id, new.overridden(stop.enable_threshold, stop.disable_threshold,
                                             stop.consecutive_evaluations))
+    before = describe(session, policy)
     row.enable_threshold, row.disable_threshold, row.consecutive_evaluations = new.enable, new.disable, new.consecutive
     row.window_days = body.get("window_days") or current.window_days
     row.updated_by, row.updated_at = by, now
-    audit(session, None, "thresholds", "manual", by, body["reason"], None, new, now,
-          detail={"consecutive_evaluations": new.consecutive, "window_days": row.window_days})
+    after = describe(session, policy)
+    session.add(ThresholdChange(at=now, changed_by=by, reason=body["reason"],
+                                **{f"old_{k}": before[k] for k in VALUES}, **{f"new_{k}": after[k] for k in VALUES}))
     evaluate_stops(session, events, policy, now)
-    return describe(session, policy)
+    return after
+
+
+def history(session: Session, limit: int) -> list[dict]:
+    """Changes of the network's thresholds, newest first: who, when, from what to what, why."""
+    changes = session.scalars(select(ThresholdChange).order_by(ThresholdChange.at.desc(), ThresholdChange.id.desc())
+                              .limit(limit))
+    return [{"id": c.id, "at": c.at, "changed_by": c.changed_by, "reason": c.reason,
+             "before": {k: getattr(c, f"old_{k}") for k in VALUES},
+             "after": {k: getattr(c, f"new_{k}") for k in VALUES}} for c in changes]
 
 
 def set_stop(session: Session, events: Events, policy: Policy, stop_id: str, body: dict, by: str,

@@ -16,8 +16,11 @@ DESCRIPTION = ("name", "district", "latitude", "longitude", "capacity_per_visit"
 
 
 def find(session: Session, stop_id: str, lock: bool = False) -> Stop:
+    """`lock`: lock the row, then read it as it is once locked (never a copy this session loaded before)."""
     query = select(Stop).where(Stop.id == stop_id)
-    stop = session.scalars(query.with_for_update() if lock else query).first()
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    stop = session.scalars(query).first()
     if stop is None:
         raise NotFound(f"no bibliobus stop {stop_id!r}", stop=stop_id)
     return stop

@@ -16,11 +16,12 @@ from services.common.settings import setting
 
 def make_engine(url: str, pool_size: int = 12) -> Engine:
     """One engine per process. The pool holds at least as many connections as nameko runs workers,
-    so a handler never waits on the pool (and never times out into a lost message)."""
+    so a handler never waits on the pool (and never times out into a lost message). Statements' parameters are
+    kept out of exceptions, hence out of tracebacks and logs: they may hold patrons' contact details."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -40,6 +41,7 @@ def make_engine(url: str, pool_size: int = 12) -> Engine:
         return engine
     return create_engine(
         url,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=True,

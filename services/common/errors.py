@@ -38,6 +38,16 @@ class Conflict(DriveError):
     code = "conflict"
 
 
+class TooLarge(DriveError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(DriveError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Unprocessable(DriveError):
     status = 422
     code = "unprocessable"

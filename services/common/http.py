@@ -4,21 +4,31 @@
            status=201)
     def place(self, request, principal, body): ...
 
-A route whose path names a `card` lets a patron through only for their own card.
+A route whose path names a `card` lets a patron through only for their own card. Before any of that, the edge
+(`services.common.edge`) refuses what no route should see; unknown routes and methods answer the same JSON errors.
 """
 
 import json
 import logging
+import socket
+import time
 from typing import Any
 
 from marshmallow import Schema, ValidationError
 from nameko.web.handlers import HttpRequestHandler
-from werkzeug.wrappers import Response
+from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
+from sqlalchemy.exc import DataError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.wrappers import Request, Response
 
+from services.common import edge
 from services.common.auth import TokenVerifier
 from services.common.errors import DriveError, Invalid
 
 log = logging.getLogger(__name__)
+
+LINGER_SECONDS = 2.0  # how long a connection whose body was refused unread still drops what the client sends
+LINGER_BYTES = 64 * 1024 * 1024
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -32,16 +42,82 @@ def error_response(status: int, code: str, message: str, **details: Any) -> Resp
     return json_response(body, status)
 
 
+class DriveProtocol(HttpOnlyProtocol):
+    """eventlet's HTTP protocol, able to close a connection whose body was refused unread (413): the rest of the
+    body is never parsed nor kept. After the answer it still drops, for a bounded moment, what a client that
+    does not wait for answers keeps sending, so that this client reads the 413 rather than a reset."""
+
+    linger = False
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ["drive.close_connection"] = self._close_after_answer
+        return environ
+
+    def _close_after_answer(self) -> None:
+        self.close_connection = 1  # set before the answer is written: eventlet then skips reading the body
+        self.linger = True
+
+    def finish(self) -> None:
+        if self.linger:
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                deadline, dropped = time.monotonic() + LINGER_SECONDS, 0
+                while time.monotonic() < deadline and dropped < LINGER_BYTES:
+                    self.connection.settimeout(max(deadline - time.monotonic(), 0.01))
+                    part = self.connection.recv(64 * 1024)
+                    if not part:
+                        break
+                    dropped += len(part)
+            except OSError:  # the client went away, or kept sending past the moment: close anyway
+                pass
+        super().finish()
+
+
+class DriveWsgiApp(WsgiApp):
+    """nameko's WSGI app, answering unknown routes (404) and methods (405, with Allow) as JSON errors."""
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ, shallow=True)
+        try:
+            provider, values = self.url_map.bind_to_environ(environ).match()
+            request.path_values = values
+            answer = provider.handle_request(request)
+        except MethodNotAllowed as exc:
+            allowed = sorted(exc.valid_methods or ())
+            answer = error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}",
+                                    details={"allowed": allowed})
+            answer.headers["Allow"] = ", ".join(allowed)
+        except NotFound:
+            answer = error_response(404, "not_found", f"no route {request.method} {request.path}")
+        except HTTPException as exc:  # a redirect (a missing trailing slash) stays as werkzeug says it
+            answer = exc if (exc.code or 500) < 400 else error_response(exc.code, "bad_request", exc.name)
+        return answer(environ, start_response)
+
+
+class DriveWebServer(WebServer):
+    def get_wsgi_app(self) -> DriveWsgiApp:
+        return DriveWsgiApp(self)
+
+    def get_wsgi_server(self, sock: Any, wsgi_app: Any, protocol: Any = DriveProtocol, debug: bool = False) -> Any:
+        return super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
+
+
 def _schema(schema: type[Schema] | Schema | None) -> Schema | None:
     return schema() if isinstance(schema, type) else schema
 
 
 class Route(HttpRequestHandler):
+    server = DriveWebServer()
+
     def __init__(self, method: str, url: str, *, roles: tuple[str, ...] | None, body: Any = None,
                  query: Any = None, response: Any = None, status: int = 200, summary: str = "",
-                 raw_body: str | None = None, optional_body: bool = False, **kwargs: Any) -> None:
+                 raw_body: str | None = None, optional_body: bool = False, max_body: int = edge.MAX_BODY_BYTES,
+                 **kwargs: Any) -> None:
         # Refusals (4xx) are expected: nameko then logs them as warnings, not as errors with a traceback.
-        kwargs.setdefault("expected_exceptions", (DriveError, ValidationError))
+        # A DataError is a value the database cannot hold (too long for its column, out of range): a refusal too.
+        kwargs.setdefault("expected_exceptions", (DriveError, ValidationError, DataError))
         super().__init__(method, url, **kwargs)
         self.roles = roles
         self.body_schema = _schema(body)
@@ -51,6 +127,7 @@ class Route(HttpRequestHandler):
         self.summary = summary
         self.raw_body = raw_body  # a media type such as "text/csv": the method reads the body itself
         self.optional_body = optional_body  # no body at all reads as {} (every field then has its default)
+        self.max_body = max_body  # bytes; larger bodies are refused (413) unread
 
     def setup(self) -> None:
         super().setup()
@@ -59,8 +136,11 @@ class Route(HttpRequestHandler):
         self.path_schema = Schema.from_dict(getattr(self.container.service_cls, "path_ids", {}))()
 
     def get_entrypoint_parameters(self, request: Any) -> tuple[tuple, dict]:
+        data = edge.read_body(request.environ, self.max_body)
         args, kwargs = super().get_entrypoint_parameters(request)
         kwargs = dict(kwargs)
+        edge.check_path(request.environ.get("PATH_INFO", ""), kwargs)
+        edge.check_query(request.environ.get("QUERY_STRING", ""))
         if self.roles is not None:
             principal = self.verifier.authorize(request.headers.get("Authorization"), self.roles)
             if "card" in kwargs:
@@ -70,21 +150,21 @@ class Route(HttpRequestHandler):
         if known:
             self.path_schema.load(known, partial=True)
         if self.body_schema is not None:
-            empty = self.optional_body and not request.get_data(as_text=True).strip()
-            kwargs["body"] = self.body_schema.load({} if empty else self._json(request))
+            kwargs["body"] = self.body_schema.load(self._json(request, data))
+        elif self.raw_body is not None:  # the method reads the body itself, known to be text it can store
+            edge.require_media_type(request.mimetype, request.mimetype_params, self.raw_body)
+            edge.check_text(edge.utf8(data), "(the body)", "body")
         if self.query_schema is not None:
             kwargs["query"] = self.query_schema.load(request.args.to_dict())
         return args, kwargs
 
-    @staticmethod
-    def _json(request: Any) -> Any:
-        raw = request.get_data(as_text=True)
-        if not raw.strip():
+    def _json(self, request: Any, data: bytes) -> Any:
+        if not data.strip():
+            if self.optional_body:
+                return {}
             raise Invalid("the request needs a JSON body")
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise Invalid(f"malformed JSON: {exc}") from exc
+        edge.require_media_type(request.mimetype, request.mimetype_params, "application/json")
+        return edge.parse_json(edge.utf8(data))
 
     def response_from_result(self, result: Any) -> Response:
         if isinstance(result, Response):
@@ -102,6 +182,10 @@ class Route(HttpRequestHandler):
         if isinstance(exc, ValidationError):
             return error_response(400, "invalid", "the request does not fit the expected shape",
                                   fields=exc.messages)
+        if isinstance(exc, DataError):
+            # What PostgreSQL said, without the statement or its parameters (engines hide them anyway).
+            reason = getattr(getattr(exc.orig, "diag", None), "message_primary", None) or "out of range"
+            return error_response(400, "invalid", f"a value does not fit what its field can hold: {reason}")
         log.exception("unhandled error in %s %s", self.method, self.url, exc_info=exc)
         return error_response(500, "internal", "internal error; the operation was not applied")
 

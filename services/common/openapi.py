@@ -14,6 +14,7 @@ _PATH_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 ERRORS = {"400": "invalid input", "401": "no or bad token", "403": "role or card not allowed",
           "404": "not found", "409": "not in a state that allows this"}
+BODY_ERRORS = {"413": "body over the route's limit", "415": "body not in the media type documented here"}
 
 
 def _content(spec_schema: Any) -> dict:
@@ -54,6 +55,9 @@ def build_openapi(title: str, routes: Iterable[Route], version: str = "1.0.0",
             op["security"] = [{"bearer": []}]
             op["description"] = f"Roles: {', '.join(r.roles)}."
             for code, text in ERRORS.items():
+                op["responses"][code] = dict(ERROR, description=text)
+        if r.body_schema is not None or r.raw_body:
+            for code, text in BODY_ERRORS.items():
                 op["responses"][code] = dict(ERROR, description=text)
         for method in r.method.split(","):
             paths.setdefault(path, {})[method.lower()] = op

@@ -70,7 +70,8 @@ CSV_COLUMNS = ("isbn", "title", "author", "material", "barcode", "site", "shelf_
 
 def parse_catalogue(text: str, sites: Sequence[str]) -> list[CatalogueRow]:
     """Every row checked before anything is written; all problems reported with their line numbers."""
-    reader = csv.DictReader(io.StringIO(text))
+    # newline="": the csv module then reads CR, LF and CRLF line ends alike (a bare CR broke it).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise Invalid(f"CSV header lacks columns: {', '.join(missing)}", expected=list(CSV_COLUMNS))

@@ -139,7 +139,7 @@ def test_catalogue_import_all_or_nothing_then_search(drive, token):
                      "207036822X,L'Étranger,Albert Camus,book,X-2,neighbourhood,R CAM 1\n")
     answer = drive.inventory.post("/catalogue/import", data=good.encode(), headers={"Content-Type": "text/csv"})
     assert answer.status_code == 201 and answer.json() == {"titles_created": 1, "copies_created": 2}
-    assert drive.inventory.post("/catalogue/import", json={"a": 1}).status_code == 400
+    assert drive.inventory.post("/catalogue/import", json={"a": 1}).status_code == 415
     found = drive.inventory.get("/titles", params={"q": "camus"}, headers=token("patron", "C1")).json()
     assert found["total"] == 1
     hit = found["titles"][0]

@@ -116,6 +116,35 @@ def test_thresholds_apply_at_once_and_a_stop_may_have_its_own(bus, token):
     assert bus.bibliobus.get("/stops/stade").json()["enable_threshold"] == 2
 
 
+def test_the_network_thresholds_audit_says_who_when_what_from_and_to_and_why(bus, token):
+    first = bus.bibliobus.call("PUT", "/thresholds", json={"enable_threshold": 4, "disable_threshold": 2,
+                                                           "reason": "été: moins de passage"})
+    assert first.status_code == 200, first.text
+    second = bus.bibliobus.call("PUT", "/thresholds", headers=token("analyst", "analyst-2"), json={
+        "enable_threshold": 6, "disable_threshold": 2, "consecutive_evaluations": 5, "window_days": 21,
+        "reason": "rentrée: demande plus forte"})
+    assert second.status_code == 200, second.text
+    refused = bus.bibliobus.call("PUT", "/thresholds", json={"enable_threshold": 1, "disable_threshold": 3,
+                                                             "reason": "essai"})
+    assert refused.status_code == 400  # refused: not audited
+
+    answer = bus.bibliobus.get("/thresholds/history", headers=token("staff"))
+    assert answer.status_code == 200, answer.text
+    changes = answer.json()
+    configured = {"enable_threshold": 3, "disable_threshold": 1, "consecutive_evaluations": 2, "window_days": 14}
+    after_first = {**configured, "enable_threshold": 4, "disable_threshold": 2}
+    assert [(c["changed_by"], c["reason"], c["before"], c["after"]) for c in changes] == [
+        ("analyst-2", "rentrée: demande plus forte", after_first,
+         {"enable_threshold": 6, "disable_threshold": 2, "consecutive_evaluations": 5, "window_days": 21}),
+        ("analyst-1", "été: moins de passage", configured, after_first)]
+    assert changes[0]["at"] == second.json()["updated_at"]
+    assert [c["id"] for c in bus.bibliobus.get("/thresholds/history", params={"limit": 1}).json()] == [changes[0]["id"]]
+    assert bus.bibliobus.get("/thresholds/history", headers=token("patron", "C1")).status_code == 403
+    document = Client(bus.bibliobus.base).get("/openapi.json").json()
+    answer_schema = document["paths"]["/thresholds/history"]["get"]["responses"]["200"]
+    assert "ThresholdChange" in str(answer_schema)
+
+
 def test_bad_input_answers_4xx_naming_the_field_and_changes_nothing(bus, token):
     add_stop(bus, "lux")
     before = bus.bibliobus.get("/thresholds").json()
@@ -159,7 +188,7 @@ ROUTES = [("GET", "/stops"), ("POST", "/stops"), ("GET", "/stops/lux"), ("PUT", 
           ("GET", "/stops/lux/demand"), ("GET", "/stops/lux/demand.png"), ("GET", "/map.png"),
           ("POST", "/stops/lux/interest"), ("POST", "/stops/lux/override"), ("GET", "/stops/lux/history"),
           ("GET", "/stops/lux/manifest"), ("GET", "/thresholds"), ("PUT", "/thresholds"),
-          ("PUT", "/stops/lux/thresholds"), ("POST", "/what-if")]
+          ("GET", "/thresholds/history"), ("PUT", "/stops/lux/thresholds"), ("POST", "/what-if")]
 
 
 def test_every_route_wants_a_token_and_the_right_role(bus, token):
@@ -202,3 +231,49 @@ def test_the_timer_round_is_claimed_by_one_replica_only(bus):
         with second.begin():
             assert claim_round(second, now + timedelta(seconds=31), every_seconds=60)
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_network_threshold_changes_recorded_before_their_audit_move_into_it(backend, make_database, tmp_path):
+    """0002: the network's changes, so far decisions without a stop that no route read, become its audit;
+    each one's old values are the previous one's new values. And back on downgrade."""
+    from alembic import command
+    from sqlalchemy import insert, text
+
+    from services.common.migrate import alembic_config, upgrade
+
+    if backend == "postgresql":
+        url = make_database("bibliobus")
+        command.downgrade(alembic_config("bibliobus", url), "0001")
+    else:
+        url = f"sqlite:///{tmp_path / 'bibliobus.db'}"
+        upgrade("bibliobus", url, "0001")
+    engine = create_engine(url)
+    at = datetime(2026, 9, 1, 8, tzinfo=UTC)
+    network = {"stop_id": None, "action": "thresholds", "reason": "manual"}
+    with engine.begin() as conn:
+        conn.execute(insert(Decision.__table__), [
+            {**network, "at": at, "decided_by": "analyst-1", "note": "été", "enable_threshold": 4,
+             "disable_threshold": 2, "detail": {"consecutive_evaluations": 3, "window_days": 14}},
+            {"stop_id": "lux", "at": at, "decided_by": "rule", "action": "enabled", "reason": "threshold",
+             "note": None, "enable_threshold": 4, "disable_threshold": 2, "detail": None},
+            {**network, "at": at + timedelta(days=30), "decided_by": "analyst-2", "note": "rentrée",
+             "enable_threshold": 6, "disable_threshold": 2, "detail": {"consecutive_evaluations": 5,
+                                                                       "window_days": 21}}])
+    upgrade("bibliobus", url)
+    with engine.connect() as conn:
+        changes = conn.execute(text(
+            "SELECT changed_by, reason, old_enable_threshold, old_window_days, new_enable_threshold, "
+            "new_consecutive_evaluations, new_window_days FROM threshold_changes ORDER BY at")).all()
+        left = conn.execute(select(Decision.stop_id, Decision.action)).all()
+    assert [tuple(c) for c in changes] == [("analyst-1", "été", None, None, 4, 3, 14),
+                                           ("analyst-2", "rentrée", 4, 14, 6, 5, 21)]
+    assert [tuple(d) for d in left] == [("lux", "enabled")]
+
+    command.downgrade(alembic_config("bibliobus", url), "0001")
+    with engine.connect() as conn:
+        back = conn.execute(select(Decision.decided_by, Decision.note, Decision.enable_threshold, Decision.detail)
+                            .where(Decision.stop_id.is_(None)).order_by(Decision.at)).all()
+    engine.dispose()
+    assert [tuple(d) for d in back] == [("analyst-1", "été", 4, {"consecutive_evaluations": 3, "window_days": 14}),
+                                        ("analyst-2", "rentrée", 6, {"consecutive_evaluations": 5, "window_days": 21})]

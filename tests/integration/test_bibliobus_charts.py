@@ -80,6 +80,8 @@ def test_the_drive_bibliobus_commands(recorded, tmp_path, monkeypatch):
     assert "forced off" in drive("disable", "lux", "--reason", "véhicule en révision")
     assert "véhicule en révision" in drive("history", "lux")
     assert "analyst-cli" in drive("thresholds", "--enable", "4", "--disable", "1", "--reason", "essai")
+    changes = drive("thresholds", "--history")
+    assert "analyst-cli" in changes and "essai" in changes and "3 / 1 / 2 / 14" in changes, changes
     refused = runner.invoke(app, ["bibliobus", "enable", "nowhere", "--reason", "essai"])
     assert refused.exit_code == 1 and "404" in refused.output
     keep = os.environ.get("BIBLIOBUS_CHARTS_DIR")  # BIBLIOBUS_CHARTS_DIR=/tmp/charts keeps them to look at
