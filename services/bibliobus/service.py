@@ -8,6 +8,7 @@ from services.bibliobus.models import Base, Inbox, Outbox
 from services.bibliobus.policy import Policy
 from services.bibliobus.reports import DemandReports
 from services.bibliobus.schemas import (
+    PATH_IDS,
     DecisionSchema,
     HistoryQuerySchema,
     InterestSchema,
@@ -42,6 +43,7 @@ from services.common import (
 
 class BibliobusService(DemandReports, DriveService):
     name = "bibliobus"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("bibliobus", Outbox)

@@ -23,11 +23,18 @@ from services.common import (
 from services.notifications import postroom
 from services.notifications.models import Base, ContactRecord, Delivery, Inbox, Outbox
 from services.notifications.policy import PostOffice
-from services.notifications.schemas import ContactRecordSchema, ContactSchema, DeliveryQuerySchema, DeliverySchema
+from services.notifications.schemas import (
+    PATH_IDS,
+    ContactRecordSchema,
+    ContactSchema,
+    DeliveryQuerySchema,
+    DeliverySchema,
+)
 
 
 class NotificationsService(DriveService):
     name = "notifications"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("notifications", Outbox)

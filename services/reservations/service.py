@@ -39,6 +39,7 @@ from services.reservations import (
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import Policy
 from services.reservations.schemas import (
+    PATH_IDS,
     AccountSchema,
     AppointmentSchema,
     AuditLinesSchema,
@@ -75,6 +76,7 @@ from services.reservations.schemas import (
 
 class ReservationsService(DriveService):
     name = "reservations"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("reservations", Outbox)
