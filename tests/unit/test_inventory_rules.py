@@ -11,10 +11,32 @@ from services.inventory.domain import (
     normalise_isbn,
     parse_catalogue,
     parse_material_hours,
+    pick_copy,
 )
 
 SITES = ["central", "neighbourhood"]
 HEADER = "isbn,title,author,material,barcode,site,shelf_mark\n"
+
+
+def shelf_of(**sites: list[str]) -> dict[str, list[dict]]:
+    """Copies on the shelf per site, numbered in one barcode order across sites (as `allocation` reads them)."""
+    ordered = sorted(barcode for barcodes in sites.values() for barcode in barcodes)
+    return {site: [{"barcode": b, "site": site, "order": ordered.index(b)} for b in sorted(barcodes)]
+            for site, barcodes in sites.items()}
+
+
+def test_a_copy_at_the_pickup_site_first_then_the_lowest_barcode_elsewhere():
+    shelf = shelf_of(central=["C-1", "C-2"], neighbourhood=["N-9"], annex=["A-5"])
+    assert pick_copy(shelf, "neighbourhood")["barcode"] == "N-9"  # no transfer, though its barcode is highest
+    assert pick_copy(shelf, "neighbourhood")["barcode"] == "A-5"  # then the lowest barcode of any other site
+    assert [pick_copy(shelf, "neighbourhood")["barcode"] for _ in range(2)] == ["C-1", "C-2"]
+    assert pick_copy(shelf, "neighbourhood") is None and pick_copy({}, "central") is None
+
+
+def test_a_picked_copy_leaves_the_shelf():
+    shelf = shelf_of(central=["C-1"])
+    assert pick_copy(shelf, "central")["barcode"] == "C-1"
+    assert shelf == {"central": []} and pick_copy(shelf, "central") is None
 
 
 def test_quarantine_length_per_material_and_plastic_cover():
