@@ -17,12 +17,9 @@ from services.common.relay import Events
 from services.common.types import UtcDateTime
 from services.notifications import domain
 from services.notifications.channels import Channel, PermanentDeliveryFailure, TransientFailure
-from services.notifications.messages import Templates, facts, should_announce
+from services.notifications.messages import Templates, facts
 from services.notifications.models import ContactRecord, CopyReturn, Delivery, PolicyState, ReservationState
 
-RESERVATION_STATUS = {"reservation_placed": "placed", "reservation_ready": "ready",
-                      "reservation_collected": "collected", "reservation_cancelled": "cancelled",
-                      "reservation_expired": "expired", "items_allocated": "allocated"}
 LEASE = timedelta(minutes=2)  # a delivery being sent by a process that died is tried again after this
 CONTACTS, DELIVERIES = ContactRecord.__table__, Delivery.__table__
 UNSETTLED = ("pending", "sending")
@@ -38,7 +35,7 @@ def contact_of(record: Any) -> domain.Contact:
 def learn(session: Session, event: Event) -> None:
     """Keep what later decides whether a waiting message still holds."""
     data = event.data
-    status = RESERVATION_STATUS.get(event.type)
+    status = domain.RESERVATION_STATUS.get(event.type)
     if status and data.get("reservation_id"):
         upsert_state(session, data["reservation_id"], status, event.occurred_at)
     if event.type == "item_returned":
@@ -65,20 +62,15 @@ def upsert_state(session: Session, reservation_id: str, status: str, at: datetim
 
 
 def reminders_suspended(session: Session, now: datetime) -> bool:
-    """While the library suspends reminders (continuity mode), overdue reminders are recorded as suppressed."""
     state = session.get(PolicyState, "continuity")
-    if state is None or not state.value.get("suspended"):
-        return False
-    starts, ends = state.value.get("starts_at"), state.value.get("ends_at")
-    return ((starts is None or datetime.fromisoformat(starts) <= now)
-            and (ends is None or now < datetime.fromisoformat(ends)))
+    return domain.reminders_suspended(state.value if state else None, now)
 
 
 def record(session: Session, events: Events, templates: Templates, quiet: domain.QuietHours, event: Event,
            now: datetime) -> list[Delivery]:
     """One delivery per channel the patron can be reached on, recorded before any attempt."""
     learn(session, event)
-    if not should_announce(event.type, event.data) or not event.data.get("patron"):
+    if not domain.should_announce(event.type, event.data) or not event.data.get("patron"):
         return []
     patron = event.data["patron"]
     known = facts(event.type, event.data)

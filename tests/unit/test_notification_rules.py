@@ -8,11 +8,13 @@ from services.notifications.domain import (
     QuietHours,
     channels_for,
     fit_sms,
+    reminders_suspended,
     retry_at,
+    should_announce,
     sms_segments,
     still_holds,
 )
-from services.notifications.messages import Templates, facts, should_announce
+from services.notifications.messages import Templates, facts
 
 
 def test_gsm7_lengths_and_extension_characters():
@@ -61,6 +63,16 @@ def test_still_holds():
     assert not still_holds("reservation_ready", announced, "cancelled")
     assert not still_holds("loan_overdue", announced, copy_returned_at=announced + timedelta(hours=2))
     assert still_holds("loan_overdue", announced, copy_returned_at=announced - timedelta(days=40))  # a former loan
+
+
+def test_overdue_reminders_are_suspended_only_within_the_continuity_period():
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    assert not reminders_suspended(None, now) and not reminders_suspended({"suspended": False}, now)
+    assert reminders_suspended({"suspended": True}, now)  # open-ended on both sides
+    period = {"suspended": True, "starts_at": "2026-11-30T00:00:00+00:00", "ends_at": "2026-12-02T00:00:00+00:00"}
+    assert reminders_suspended(period, now)
+    assert not reminders_suspended(period, datetime(2026, 11, 29, 23, tzinfo=UTC))  # not yet
+    assert not reminders_suspended(period, datetime(2026, 12, 2, tzinfo=UTC))  # over: the end is excluded
 
 
 def test_back_off_grows_and_is_capped():

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.notifications.domain import fit_sms, sms_segments, still_holds
-from services.notifications.messages import ANNOUNCED, SHIPPED, Templates, facts, should_announce
+from services.notifications.domain import ANNOUNCED, fit_sms, should_announce, sms_segments, still_holds
+from services.notifications.messages import SHIPPED, Templates, facts
 from services.notifications.policy import PostOffice
 
 POINT = {"id": "neighbourhood", "name": "Médiathèque de quartier", "kind": "library", "site": "neighbourhood"}
