@@ -7,11 +7,18 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from stdnum import isbn as isbn_rules
 
 from services.common.errors import Invalid
 from services.events import MATERIALS
+
+
+def allocates_now(placement: Mapping[str, Any]) -> bool:
+    """A reservation placed at a closed bibliobus stop takes no copy yet: `reservation_released_to_allocation`
+    follows when the stop opens."""
+    return not placement["waiting_for_stop"]
 
 
 def pick_copy(sites: dict[str, list[dict]], pickup_site: str) -> dict | None:

@@ -12,7 +12,7 @@ from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
 from services.inventory import allocation, audit, catalogue, shelves
-from services.inventory.domain import parse_catalogue
+from services.inventory.domain import allocates_now, parse_catalogue
 from services.inventory.models import Base, Inbox, Outbox
 from services.inventory.policy import InventoryPolicy
 from services.inventory.schemas import (
@@ -112,8 +112,7 @@ class InventoryService(DriveService):
     @batch_event_handler("reservations", "reservation_placed")
     def on_reservation_placed(self, events):
         # The hot path: many reservations allocated in one transaction (services.common.batching).
-        # At a closed bibliobus stop no copy is taken yet: reservation_released_to_allocation follows.
-        self._allocate([event for event in events if not event.data["waiting_for_stop"]])
+        self._allocate([event for event in events if allocates_now(event.data)])
 
     @event_handler("reservations", "reservation_released_to_allocation")
     def on_reservation_released_to_allocation(self, event):

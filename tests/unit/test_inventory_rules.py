@@ -7,6 +7,7 @@ import pytest
 from services.common.errors import Invalid
 from services.inventory.domain import (
     QuarantinePolicy,
+    allocates_now,
     availability,
     normalise_isbn,
     parse_catalogue,
@@ -37,6 +38,11 @@ def test_a_picked_copy_leaves_the_shelf():
     shelf = shelf_of(central=["C-1"])
     assert pick_copy(shelf, "central")["barcode"] == "C-1"
     assert shelf == {"central": []} and pick_copy(shelf, "central") is None
+
+
+def test_a_placement_waiting_for_its_bibliobus_stop_takes_no_copy_yet():
+    assert allocates_now({"reservation_id": "r1", "waiting_for_stop": False})
+    assert not allocates_now({"reservation_id": "r1", "waiting_for_stop": True})
 
 
 def test_quarantine_length_per_material_and_plastic_cover():
