@@ -16,7 +16,6 @@ from services.bibliobus.policy import Policy
 from services.common.relay import Events
 from services.common.reliability import utcnow
 
-PENDING = ("waiting", "placed", "ready")
 RULE = "rule"
 
 
@@ -50,7 +49,7 @@ def demand_by_stop(session: Session, now: datetime, window_days: int, stop_ids: 
 
 
 def pending_by_stop(session: Session, stop_ids: Iterable[str] | None = None) -> dict[str, int]:
-    query = (select(StopReservation.stop_id, func.count()).where(StopReservation.status.in_(PENDING))
+    query = (select(StopReservation.stop_id, func.count()).where(StopReservation.status.in_(domain.PENDING))
              .group_by(StopReservation.stop_id))
     if stop_ids is not None:
         query = query.where(StopReservation.stop_id.in_(list(stop_ids)))

@@ -7,20 +7,13 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from services.bibliobus import domain
 from services.bibliobus.control import evaluate_stops
 from services.bibliobus.models import DemandSignal, Stop, StopReservation
 from services.bibliobus.policy import Policy
 from services.bibliobus.tour import find
 from services.common.batching import insert_new
 from services.common.relay import Events
-
-STOP_KIND = "bibliobus_stop"
-# A replica row only moves forward: events of one reservation arrive on different queues, in any order.
-PROGRESS = {"waiting": 0, "placed": 0, "ready": 1, "collected": 2, "cancelled": 2, "expired": 2}
-
-
-def at_a_stop(data: dict) -> bool:
-    return data["pickup_point"]["kind"] == STOP_KIND
 
 
 def record_placed(session: Session, events: Events, policy: Policy, placed: list[dict], now: datetime) -> None:
@@ -59,7 +52,7 @@ def _advance(session: Session, data: dict, status: str, now: datetime,
         row = StopReservation(reservation_id=data["reservation_id"], stop_id=data["pickup_point"]["id"],
                               patron=data["patron"], status=status, placed_at=placed_at or now, lines=[])
         session.add(row)
-    elif PROGRESS[status] >= PROGRESS[row.status]:
+    elif domain.moves_forward(row.status, status):
         row.status = status
     row.updated_at = now
     return row

@@ -4,6 +4,7 @@ Entrypoints only."""
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
 from services.bibliobus import control, ledger, thresholds, tour, views
+from services.bibliobus.domain import at_a_stop, is_new_demand
 from services.bibliobus.models import Base, Inbox, Outbox
 from services.bibliobus.policy import BibliobusPolicy
 from services.bibliobus.reports import TEAM, DemandReports, now
@@ -137,8 +138,7 @@ class BibliobusService(DemandReports, DriveService):
 
     @batch_event_handler("reservations", "reservation_placed")
     def on_reservation_placed(self, events):
-        # A placement published again (`drive check --fix`) is no new demand.
-        at_stops = [event for event in events if ledger.at_a_stop(event.data) and not event.data["reannounced"]]
+        at_stops = [event for event in events if is_new_demand(event.data)]
         if at_stops:
             with self.db.begin():
                 fresh = first_deliveries(self.db, Inbox, at_stops)
@@ -146,7 +146,7 @@ class BibliobusService(DemandReports, DriveService):
 
     @event_handler("reservations", "reservation_ready")
     def on_reservation_ready(self, event):
-        if ledger.at_a_stop(event.data):
+        if at_a_stop(event.data):
             self._apply(event, lambda db, data: ledger.record_ready(db, data, now()))
 
     @event_handler("reservations", "reservation_collected")
@@ -162,7 +162,7 @@ class BibliobusService(DemandReports, DriveService):
         self._close(event, "expired")
 
     def _close(self, event, status):
-        if ledger.at_a_stop(event.data):
+        if at_a_stop(event.data):
             self._apply(event, lambda db, data: ledger.record_closed(db, data, status, now()))
 
     def _apply(self, event, effect):
