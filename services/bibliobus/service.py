@@ -33,7 +33,6 @@ from services.common.timers import timer
 
 ANYONE = ("patron", "staff", "analyst", "ops")
 PATRON_OR_STAFF = ("patron", "staff")
-STAFF = ("staff",)
 ANALYST = ("analyst",)
 
 

@@ -17,10 +17,9 @@ MAX_SMS_SEGMENTS = 2
 ANNOUNCED = ("reservation_ready", "items_unavailable", "reservation_expired", "reservation_cancelled",
              "loan_overdue", "due_dates_shifted", "reservation_released_to_allocation", "selection_requested",
              "selection_prepared", "pickup_slot_booked", "pickup_slot_cancelled")
-# The status each event of a reservation leaves it in: what `still_holds` later decides on.
-RESERVATION_STATUS = {"reservation_placed": "placed", "reservation_ready": "ready",
-                      "reservation_collected": "collected", "reservation_cancelled": "cancelled",
-                      "reservation_expired": "expired", "items_allocated": "allocated"}
+# The status each event of a reservation that notifications hears leaves it in: what `still_holds` decides on.
+RESERVATION_STATUS = {"reservation_ready": "ready", "reservation_collected": "collected",
+                      "reservation_cancelled": "cancelled", "reservation_expired": "expired"}
 
 
 def should_announce(event_type: str, data: Mapping[str, Any]) -> bool:
@@ -152,7 +151,7 @@ def still_holds(event_type: str, announced_at: datetime, reservation_status: str
     if event_type in ("reservation_ready", "pickup_slot_booked", "pickup_slot_cancelled"):
         return reservation_status in (None, "ready")  # an appointment matters only while the documents wait
     if event_type == "items_unavailable":
-        return reservation_status in (None, "placed", "allocated")
+        return reservation_status is None  # not ready, not ended: still waiting for a copy
     if event_type == "loan_overdue":
         return copy_returned_at is None or copy_returned_at < announced_at
     return True

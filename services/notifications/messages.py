@@ -70,7 +70,7 @@ class Templates:
 
     def _day(self, value: Any, language: str) -> str:
         local = self._moment(value).astimezone(self.zone)
-        return format_date(local, "d MMMM" if language == "fr" else "d MMMM", locale=LOCALES[language])
+        return format_date(local, "d MMMM", locale=LOCALES[language])
 
     def render(self, event_type: str, channel: str, language: str, known: Mapping[str, Any]) -> tuple[str | None, str]:
         """(subject, body) for an e-mail; (None, text within two SMS) for an SMS."""

@@ -49,15 +49,12 @@ def learn(session: Session, event: Event) -> None:
 # the PostgreSQL dialect's INSERT … ON CONFLICT (it would compile it again for every event).
 UPSERT_STATE = text(
     "INSERT INTO reservation_states (reservation_id, status, updated_at) VALUES (:id, :status, :at) "
-    "ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at "
-    "WHERE excluded.status <> 'allocated' "
-    "OR reservation_states.status NOT IN ('ready', 'collected', 'cancelled', 'expired')"
+    "ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"
 ).bindparams(bindparam("at", type_=UtcDateTime()))
 
 
 def upsert_state(session: Session, reservation_id: str, status: str, at: datetime) -> None:
-    """The reservation's latest status, in one round trip: an `allocated` that arrives after the reservation was
-    made ready (or ended) does not take it back."""
+    """The reservation's latest status, in one round trip."""
     session.execute(UPSERT_STATE, {"id": reservation_id, "status": status, "at": at})
 
 

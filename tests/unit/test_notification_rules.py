@@ -61,6 +61,9 @@ def test_still_holds():
     assert still_holds("reservation_ready", announced, "ready")
     assert not still_holds("reservation_ready", announced, "collected")
     assert not still_holds("reservation_ready", announced, "cancelled")
+    assert still_holds("items_unavailable", announced, None)  # still waiting for a copy
+    assert not still_holds("items_unavailable", announced, "ready")
+    assert not still_holds("items_unavailable", announced, "cancelled")
     assert not still_holds("loan_overdue", announced, copy_returned_at=announced + timedelta(hours=2))
     assert still_holds("loan_overdue", announced, copy_returned_at=announced - timedelta(days=40))  # a former loan
 
