@@ -64,7 +64,7 @@ def lock_stops(session: Session, stop_ids: Iterable[str] | None = None) -> list[
     return list(session.scalars(query if stop_ids is None else query.where(Stop.id.in_(sorted(set(stop_ids))))))
 
 
-def evaluate_stops(session: Session, events: Events, policy: Policy, now: datetime,
+def evaluate_stops(session: Session, outbox: Events, policy: Policy, now: datetime,
                    stop_ids: Iterable[str] | None = None, round_: bool = False) -> list[Stop]:
     """Evaluate stops (all of them by default) and switch those the rule says to, deciding on their state
     once locked, so a signal's evaluation, an override and the timer's round never decide on one stop at once.
@@ -85,7 +85,7 @@ def evaluate_stops(session: Session, events: Events, policy: Policy, now: dateti
         if round_ or verdict.changed:  # a stop's row is written by rounds and switches, not at every signal
             stop.demand, stop.evaluated_at = figure, now
         if verdict.changed:
-            switch(session, events, stop, verdict.state.enabled, verdict.reason, RULE, None, thresholds, now)
+            switch(session, outbox, stop, verdict.state.enabled, verdict.reason, RULE, None, thresholds, now)
             switched.append(stop)
     return switched
 
@@ -94,12 +94,12 @@ def state_of(stop: Stop) -> StopState:
     return StopState(enabled=stop.enabled, mode=stop.mode, rounds_below=stop.rounds_below)
 
 
-def switch(session: Session, events: Events, stop: Stop, enabled: bool, reason: str, decided_by: str,
+def switch(session: Session, outbox: Events, stop: Stop, enabled: bool, reason: str, decided_by: str,
            note: str | None, thresholds: Thresholds, now: datetime) -> None:
     stop.enabled = enabled
     stop.revision += 1
     action = "enabled" if enabled else "disabled"
-    events.publish(session, f"stop_{action}", {
+    outbox.publish(session, f"stop_{action}", {
         "stop_id": stop.id, "revision": stop.revision, "reason": reason, "demand": stop.demand,
         "enable_threshold": thresholds.enable, "disable_threshold": thresholds.disable,
         "decided_by": decided_by, "note": note, "decided_at": now})
@@ -113,7 +113,7 @@ def audit(session: Session, stop_id: str | None, action: str, reason: str, decid
                          detail=detail))
 
 
-def take_control(session: Session, events: Events, policy: Policy, stop: Stop, mode: str, note: str, by: str,
+def take_control(session: Session, outbox: Events, policy: Policy, stop: Stop, mode: str, note: str, by: str,
                  now: datetime) -> None:
     """An analyst forces the stop on or off, or gives it back to the rule (evaluated at once). `stop`: locked
     and read by the caller (`tour.find(lock=True)`)."""
@@ -124,11 +124,11 @@ def take_control(session: Session, events: Events, policy: Policy, stop: Stop, m
     thresholds = net.for_stop(stop)
     audit(session, stop.id, f"override_{mode}", "manual", by, note, stop.demand, thresholds, now)
     if mode == "auto":
-        evaluate_stops(session, events, policy, now, [stop.id])
+        evaluate_stops(session, outbox, policy, now, [stop.id])
         return
     verdict = domain.evaluate(state, stop.demand, 0, thresholds, round_=False)  # forced: pending plays no part
     if verdict.changed:
-        switch(session, events, stop, verdict.state.enabled, verdict.reason, by, note, thresholds, now)
+        switch(session, outbox, stop, verdict.state.enabled, verdict.reason, by, note, thresholds, now)
 
 
 def claim_round(session: Session, now: datetime, every_seconds: float) -> bool:
@@ -142,8 +142,8 @@ def claim_round(session: Session, now: datetime, every_seconds: float) -> bool:
     return claimed == 1
 
 
-def run_round(session: Session, events: Events, policy: Policy, now: datetime) -> list[Stop] | None:
+def run_round(session: Session, outbox: Events, policy: Policy, now: datetime) -> list[Stop] | None:
     """The timer's evaluation round (the only evaluations that count towards closing a stop)."""
     if not claim_round(session, now, policy.round_seconds):
         return None
-    return evaluate_stops(session, events, policy, now, round_=True)
+    return evaluate_stops(session, outbox, policy, now, round_=True)

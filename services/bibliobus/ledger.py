@@ -16,7 +16,7 @@ from services.common.batching import insert_new
 from services.common.relay import Events
 
 
-def record_placed(session: Session, events: Events, policy: Policy, placed: list[dict], now: datetime) -> None:
+def record_placed(session: Session, outbox: Events, policy: Policy, placed: list[dict], now: datetime) -> None:
     """Reservations placed at stops are demand signals, evaluated at once (they may open their stops): a batch
     of them in a few statements, each stop evaluated once for the batch."""
     if not placed:
@@ -30,7 +30,7 @@ def record_placed(session: Session, events: Events, policy: Policy, placed: list
         {"reservation_id": d["reservation_id"], "stop_id": d["pickup_point"]["id"], "patron": d["patron"],
          "status": "waiting" if d["waiting_for_stop"] else "placed", "placed_at": d["placed_at"], "lines": [],
          "updated_at": now} for d in placed])
-    evaluate_stops(session, events, policy, now, {d["pickup_point"]["id"] for d in placed})
+    evaluate_stops(session, outbox, policy, now, {d["pickup_point"]["id"] for d in placed})
 
 
 def record_ready(session: Session, data: dict, now: datetime) -> None:
@@ -58,12 +58,12 @@ def _advance(session: Session, data: dict, status: str, now: datetime,
     return row
 
 
-def record_interest(session: Session, events: Events, policy: Policy, stop_id: str, patron: str, by: str,
+def record_interest(session: Session, outbox: Events, policy: Policy, stop_id: str, patron: str, by: str,
                     now: datetime) -> Stop:
     """"I would collect at this stop", from the patron or from staff taking a phone call. The stop is locked
     before it is read: calls at the same moment queue, and each decides on the state the previous one left."""
     stop = find(session, stop_id, lock=True)
     session.add(DemandSignal(stop_id=stop.id, patron=patron, kind="interest", recorded_by=by, at=now))
     session.flush()
-    evaluate_stops(session, events, policy, now, [stop.id])
+    evaluate_stops(session, outbox, policy, now, [stop.id])
     return stop

@@ -40,7 +40,7 @@ class BibliobusService(DemandReports, DriveService):
     name = "bibliobus"
 
     db = Database(Base, url_key="DB_URL")
-    events = OutboxRelay("bibliobus", Outbox)
+    outbox = OutboxRelay("bibliobus", Outbox)
     policy = BibliobusPolicy()
 
     # --- the tour ----------------------------------------------------------------------------------------
@@ -55,14 +55,14 @@ class BibliobusService(DemandReports, DriveService):
            summary="Add a stop to the tour (closed until demand or an analyst opens it)")
     def add_stop(self, request, principal, body):
         with self.db.begin():
-            stop = tour.add_stop(self.db, self.events, self.policy, body, now())
+            stop = tour.add_stop(self.db, self.outbox, self.policy, body, now())
             return views.stop_detail(self.db, self.policy, stop.id, now())
 
     @route("PUT", "/stops/<stop_id>", roles=TEAM, body=StopBodySchema, response=StopSchema,
            summary="Change a stop: name, district, position, schedule, capacity")
     def change_stop(self, request, principal, stop_id, body):
         with self.db.begin():
-            tour.change_stop(self.db, self.events, self.policy, stop_id, body, now())
+            tour.change_stop(self.db, self.outbox, self.policy, stop_id, body, now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
     @route("GET", "/stops/<stop_id>", roles=ANYONE, response=StopSchema, summary="One stop")
@@ -81,7 +81,7 @@ class BibliobusService(DemandReports, DriveService):
     def register_interest(self, request, principal, stop_id, body):
         principal.require_card(body["patron"])
         with self.db.begin():
-            ledger.record_interest(self.db, self.events, self.policy, stop_id, body["patron"], principal.subject,
+            ledger.record_interest(self.db, self.outbox, self.policy, stop_id, body["patron"], principal.subject,
                                    now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
@@ -92,7 +92,7 @@ class BibliobusService(DemandReports, DriveService):
     def override(self, request, principal, stop_id, body):
         with self.db.begin():
             stop = tour.find(self.db, stop_id, lock=True)
-            control.take_control(self.db, self.events, self.policy, stop, body["mode"], body["reason"],
+            control.take_control(self.db, self.outbox, self.policy, stop, body["mode"], body["reason"],
                                  principal.subject, now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
@@ -112,7 +112,7 @@ class BibliobusService(DemandReports, DriveService):
            summary="Set the network's thresholds and window (applied at once), saying why")
     def set_thresholds(self, request, principal, body):
         with self.db.begin():
-            return thresholds.set_network(self.db, self.events, self.policy, body, principal.subject, now())
+            return thresholds.set_network(self.db, self.outbox, self.policy, body, principal.subject, now())
 
     @route("GET", "/thresholds/history", roles=TEAM, query=HistoryQuerySchema,
            response=ThresholdChangeSchema(many=True),
@@ -125,23 +125,23 @@ class BibliobusService(DemandReports, DriveService):
            summary="A stop's own thresholds (null: the network's), saying why")
     def set_stop_thresholds(self, request, principal, stop_id, body):
         with self.db.begin():
-            thresholds.set_stop(self.db, self.events, self.policy, stop_id, body, principal.subject, now())
+            thresholds.set_stop(self.db, self.outbox, self.policy, stop_id, body, principal.subject, now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
     @timer("DEMAND_EVALUATION_SECONDS", 300)
     def evaluation_round(self):
         with self.db.begin():
-            control.run_round(self.db, self.events, self.policy, now())
+            control.run_round(self.db, self.outbox, self.policy, now())
 
     # --- reservations' events ----------------------------------------------------------------------------
 
     @batch_event_handler("reservations", "reservation_placed")
-    def on_reservation_placed(self, events):
-        at_stops = [event for event in events if is_new_demand(event.data)]
+    def on_reservation_placed(self, batch):
+        at_stops = [event for event in batch if is_new_demand(event.data)]
         if at_stops:
             with self.db.begin():
                 fresh = first_deliveries(self.db, Inbox, at_stops)
-                ledger.record_placed(self.db, self.events, self.policy, [e.data for e in fresh], now())
+                ledger.record_placed(self.db, self.outbox, self.policy, [e.data for e in fresh], now())
 
     @event_handler("reservations", "reservation_ready")
     def on_reservation_ready(self, event):

@@ -81,7 +81,7 @@ class ServiceProbe(DependencyProvider):
 
 
 class DriveService:
-    """Base of the service classes: subclasses set `name`, `db`, `events`."""
+    """Base of the service classes: subclasses set `name`, `db`, `outbox`."""
 
     log_context = WorkerLogContext()
     probe = ServiceProbe()
