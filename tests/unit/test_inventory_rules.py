@@ -14,9 +14,9 @@ from services.inventory.domain import (
     parse_material_hours,
     pick_copy,
 )
+from tests.helpers import CSV_HEADER
 
 SITES = ["central", "neighbourhood"]
-HEADER = "isbn,title,author,material,barcode,site,shelf_mark\n"
 
 
 def shelf_of(**sites: list[str]) -> dict[str, list[dict]]:
@@ -68,12 +68,12 @@ def test_isbn_normalised_to_13_digits_and_checked():
 
 
 def test_catalogue_rows_parsed():
-    rows = parse_catalogue(HEADER + "207036822X,L'Étranger,Camus,book,B1,central,R CAM 1\n", SITES)
+    rows = parse_catalogue(CSV_HEADER + "207036822X,L'Étranger,Camus,book,B1,central,R CAM 1\n", SITES)
     assert rows[0].isbn == "9782070368228" and rows[0].barcode == "B1" and rows[0].line == 2
 
 
 def test_catalogue_reports_every_bad_row_by_line_number():
-    text = HEADER + ("207036822X,Ok,Camus,book,B1,central,R 1\n"
+    text = CSV_HEADER + ("207036822X,Ok,Camus,book,B1,central,R 1\n"
                      "123,Bad isbn,X,book,B2,central,R 1\n"
                      ",No site,X,book,B3,moon,R 1\n"
                      ",Dup,X,book,B1,central,R 1\n")

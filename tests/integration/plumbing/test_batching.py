@@ -24,7 +24,6 @@ from tests.integration.plumbing.kit import (
     thing,
 )
 
-
 pytestmark = pytest.mark.time_limit(40)
 
 BATCH_QUEUE = f"evt-{SOURCE}-thing_happened--batchplumbing.on_things"

@@ -2,26 +2,23 @@
 dead-lettering and replay, on SQLite and PostgreSQL, each test in its own RabbitMQ vhost."""
 
 import time
-import uuid
 from datetime import UTC, datetime
 
 import eventlet
 import pytest
 from kombu import Connection
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from services.common.deadletters import list_dead_letters, replay
 from services.common.envelope import REGISTRY, Event
 from services.common.messaging import DEAD_LETTER_QUEUE, dead_letter_topology, declare_topology
 from services.common.relay import OutboxPublisher
 from services.common.reliability import first_delivery, record_event
-from tests.conftest import PG_ADMIN_URL
 from tests.helpers import wait_for
 from tests.integration.plumbing.kit import (
     HANDLER_QUEUE,
     SOURCE,
-    Base,
     Behaviour,
     Effect,
     Inbox,
@@ -30,7 +27,6 @@ from tests.integration.plumbing.kit import (
     Store,
     bind_spy,
     drain_queue,
-    plumbing_event_types,
     publish,
     publish_raw,
     queue_depth,
