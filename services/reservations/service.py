@@ -29,6 +29,7 @@ from services.reservations import (
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
+    PATH_IDS,
     AccountSchema,
     AppointmentSchema,
     AuditLinesSchema,
@@ -74,6 +75,7 @@ def now() -> datetime:
 
 class ReservationsService(DriveService):
     name = "reservations"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("reservations", Outbox)
