@@ -1,6 +1,7 @@
 """Deciding, inside the caller's transaction: evaluate stops against the rule, switch them on or off, take
-and give back control, and claim the timer's round. Every switch publishes `stop_enabled`/`stop_disabled`
-through the outbox and writes an audit entry in the same transaction."""
+and give back control, claim the timer's round, and record a patron's interest (evaluated at once). Every
+switch publishes `stop_enabled`/`stop_disabled` through the outbox and writes an audit entry in the same
+transaction."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from services.bibliobus import domain
 from services.bibliobus.domain import StopState, Thresholds
 from services.bibliobus.models import Decision, DemandSignal, NetworkSettings, Stop, StopReservation
 from services.bibliobus.policy import Policy
+from services.bibliobus.tour import find
 from services.common.relay import Events
 from services.common.reliability import utcnow
 
@@ -147,3 +149,14 @@ def run_round(session: Session, outbox: Events, policy: Policy, now: datetime) -
     if not claim_round(session, now, policy.round_seconds):
         return None
     return evaluate_stops(session, outbox, policy, now, round_=True)
+
+
+def record_interest(session: Session, outbox: Events, policy: Policy, stop_id: str, patron: str, by: str,
+                    now: datetime) -> Stop:
+    """"I would collect at this stop", from the patron or from staff taking a phone call. The stop is locked
+    before it is read: calls at the same moment queue, and each decides on the state the previous one left."""
+    stop = find(session, stop_id, lock=True)
+    session.add(DemandSignal(stop_id=stop.id, patron=patron, kind="interest", recorded_by=by, at=now))
+    session.flush()
+    evaluate_stops(session, outbox, policy, now, [stop.id])
+    return stop

@@ -1,6 +1,6 @@
-"""What the bibliobus learns from reservations, inside the caller's transaction: demand signals (a
-reservation placed at a stop, an interest), and a replica of each stop's reservations (for the manifest and
-for the rule: a stop with reservations still to serve stays open)."""
+"""What reservations' events change here, inside the caller's transaction: demand signals (a reservation placed
+at a stop), and a replica of each stop's reservations (for the manifest and for the rule: a stop with
+reservations still to serve stays open)."""
 
 from datetime import datetime
 
@@ -9,9 +9,8 @@ from sqlalchemy.orm import Session
 
 from services.bibliobus import domain
 from services.bibliobus.control import evaluate_stops
-from services.bibliobus.models import DemandSignal, Stop, StopReservation
+from services.bibliobus.models import DemandSignal, StopReservation
 from services.bibliobus.policy import Policy
-from services.bibliobus.tour import find
 from services.common.batching import insert_new
 from services.common.relay import Events
 
@@ -56,14 +55,3 @@ def _advance(session: Session, data: dict, status: str, now: datetime,
         row.status = status
     row.updated_at = now
     return row
-
-
-def record_interest(session: Session, outbox: Events, policy: Policy, stop_id: str, patron: str, by: str,
-                    now: datetime) -> Stop:
-    """"I would collect at this stop", from the patron or from staff taking a phone call. The stop is locked
-    before it is read: calls at the same moment queue, and each decides on the state the previous one left."""
-    stop = find(session, stop_id, lock=True)
-    session.add(DemandSignal(stop_id=stop.id, patron=patron, kind="interest", recorded_by=by, at=now))
-    session.flush()
-    evaluate_stops(session, outbox, policy, now, [stop.id])
-    return stop

@@ -83,7 +83,7 @@ class BibliobusService(DemandReports, DriveService):
     def register_interest(self, request, principal, stop_id, body):
         principal.require_card(body["patron"])
         with self.db.begin():
-            ledger.record_interest(self.db, self.outbox, self.policy, stop_id, body["patron"], principal.subject,
+            control.record_interest(self.db, self.outbox, self.policy, stop_id, body["patron"], principal.subject,
                                    now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
