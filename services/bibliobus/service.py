@@ -3,7 +3,7 @@ analysts' overrides and their audit, manifests (demand reports, what-ifs and cha
 Entrypoints only."""
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
-from services.bibliobus import control, ledger, thresholds, tour, views
+from services.bibliobus import control, from_reservations, thresholds, tour, views
 from services.bibliobus.domain import at_a_stop, is_new_demand
 from services.bibliobus.models import Base, Inbox, Outbox
 from services.bibliobus.policy import BibliobusPolicy
@@ -143,12 +143,12 @@ class BibliobusService(DemandReports, DriveService):
         if at_stops:
             with self.db.begin():
                 fresh = first_deliveries(self.db, Inbox, at_stops)
-                ledger.record_placed(self.db, self.outbox, self.policy, [e.data for e in fresh], now())
+                from_reservations.record_placed(self.db, self.outbox, self.policy, [e.data for e in fresh], now())
 
     @event_handler("reservations", "reservation_ready")
     def on_reservation_ready(self, event):
         if at_a_stop(event.data):
-            self._apply(event, lambda db, data: ledger.record_ready(db, data, now()))
+            self._apply(event, lambda db, data: from_reservations.record_ready(db, data, now()))
 
     @event_handler("reservations", "reservation_collected")
     def on_reservation_collected(self, event):
@@ -164,7 +164,7 @@ class BibliobusService(DemandReports, DriveService):
 
     def _close(self, event, status):
         if at_a_stop(event.data):
-            self._apply(event, lambda db, data: ledger.record_closed(db, data, status, now()))
+            self._apply(event, lambda db, data: from_reservations.record_closed(db, data, status, now()))
 
     def _apply(self, event, effect):
         with self.db.begin():
