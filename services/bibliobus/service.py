@@ -1,13 +1,13 @@
 """Bibliobus: stops of the tour, demand for mobile drive pickup there, the rule that opens and closes them,
-analysts' overrides and their audit, manifests (demand reports, what-ifs and charts: `reports`).
+analysts' overrides and their audit, manifests (demand, what-ifs and charts: `demand_routes`).
 Entrypoints only."""
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
 from services.bibliobus import control, from_reservations, thresholds, tour, views
+from services.bibliobus.demand_routes import TEAM, DemandRoutes, now
 from services.bibliobus.domain import at_a_stop, is_new_demand
 from services.bibliobus.models import Base, Inbox, Outbox
 from services.bibliobus.policy import BibliobusPolicy
-from services.bibliobus.reports import TEAM, DemandReports, now
 from services.bibliobus.schemas import (
     PATH_IDS,
     DecisionSchema,
@@ -37,7 +37,7 @@ PATRON_OR_STAFF = ("patron", "staff")
 ANALYST = ("analyst",)
 
 
-class BibliobusService(DemandReports, DriveService):
+class BibliobusService(DemandRoutes, DriveService):
     name = "bibliobus"
     path_ids = PATH_IDS
 
