@@ -98,7 +98,7 @@ class Configured(DependencyProvider, Generic[T]):
 
 
 class DriveService:
-    """Base of the service classes: subclasses set `name`, `db`, `events`, and `path_ids` (the fields that check
+    """Base of the service classes: subclasses set `name`, `db`, `outbox`, and `path_ids` (the fields that check
     their routes' path ids, by name)."""
 
     name: str

@@ -37,7 +37,7 @@ class NotificationsService(DriveService):
     path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
-    events = OutboxRelay("notifications", Outbox)
+    outbox = OutboxRelay("notifications", Outbox)
     office = Configured(PostOffice)
 
     # --- contact details: they live here and nowhere else ----------------------------------------------
@@ -101,12 +101,12 @@ class NotificationsService(DriveService):
     def _send_batch(self) -> int:
         office = self.office
         with self.db.begin():
-            work = postroom.claim_round(self.db, self.events, now(), office.batch, office.max_attempts)
+            work = postroom.claim_round(self.db, self.outbox, now(), office.batch, office.max_attempts)
         if not work:
             return 0
         results = list(GreenPool(office.concurrency).imap(partial(postroom.attempt, office.channels), work))
         with self.db.begin():
-            postroom.settle_all(self.db, self.events, results, now(), office.max_attempts, office.retry_base_seconds)
+            postroom.settle_all(self.db, self.outbox, results, now(), office.max_attempts, office.retry_base_seconds)
         return len(work)
 
     # --- what patrons are told of ----------------------------------------------------------------------
@@ -174,4 +174,4 @@ class NotificationsService(DriveService):
     def _record(self, event):
         with once(self.db, Inbox, event) as new:
             if new:
-                postroom.record(self.db, self.events, self.office.templates, self.office.quiet, event, now())
+                postroom.record(self.db, self.outbox, self.office.templates, self.office.quiet, event, now())

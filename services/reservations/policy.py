@@ -44,7 +44,6 @@ class Policy:
         self.reminders_per_run = setting(config, "OVERDUE_REMINDERS_PER_RUN")
         weekdays = setting(config, "OPENING_WEEKDAYS")
         self.opening = Opening(weekdays=frozenset(int(d) for d in weekdays.split(",") if d.strip()))
-        self.max_titles = self.quota.max_items
         # The drive calendar of a pickup point that has no hours of its own, and its appointment slots.
         ranges = [r.strip() for r in setting(config, "DRIVE_OPENING_HOURS").split(",")]
         self.default_hours = {day: parse_ranges(ranges) for day in self.opening.weekdays}

@@ -79,7 +79,7 @@ class ReservationsService(DriveService):
     path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
-    events = OutboxRelay("reservations", Outbox)
+    outbox = OutboxRelay("reservations", Outbox)
     policy = Configured(Policy)
 
     @route("GET", "/pickup-points", roles=ANYONE, response=PickupPointSchema(many=True),
@@ -93,7 +93,7 @@ class ReservationsService(DriveService):
     def place_reservation(self, request, principal, body):
         channel = domain.channel_for(body["channel"], principal.is_staff)
         with self.db.begin():
-            reservation = desk.place(self.db, self.events, self.policy, principal, body["patron"],
+            reservation = desk.place(self.db, self.outbox, self.policy, principal, body["patron"],
                                      body["pickup_point"], body["titles"], channel)
             return views.reservation_view(reservation)
 
@@ -110,7 +110,7 @@ class ReservationsService(DriveService):
         with self.db.begin():
             calendars.hold_closures(self.db)  # before the reservation's row, in the order a closure takes them
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
+            desk.make_ready(self.db, self.outbox, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
 
     @route("POST", "/reservations/<reservation_id>/collect", roles=STAFF, response=ReservationSchema,
@@ -119,7 +119,7 @@ class ReservationsService(DriveService):
         with self.db.begin():
             calendars.hold_closures(self.db)  # the due dates it sets, as for a pickup deadline
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.collect(self.db, self.events, self.policy, reservation, now())
+            desk.collect(self.db, self.outbox, self.policy, reservation, now())
             return views.reservation_view(reservation)
 
     @route("POST", "/reservations/<reservation_id>/cancel", roles=PATRON_OR_STAFF, response=ReservationSchema,
@@ -127,7 +127,7 @@ class ReservationsService(DriveService):
     def cancel(self, request, principal, reservation_id):
         with self.db.begin():
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.cancel(self.db, self.events, reservation, "staff" if principal.is_staff else "patron", now())
+            desk.cancel(self.db, self.outbox, reservation, "staff" if principal.is_staff else "patron", now())
             return views.reservation_view(reservation)
 
     @route("GET", "/pickup-points/<point_id>/preparation-list", roles=STAFF, response=PreparationListSchema,
@@ -157,12 +157,12 @@ class ReservationsService(DriveService):
     @timer("EXPIRY_CHECK_SECONDS")
     def expire_uncollected(self):
         with self.db.begin():
-            desk.expire_due(self.db, self.events, self.policy, now())
+            desk.expire_due(self.db, self.outbox, self.policy, now())
 
     @timer("OVERDUE_CHECK_SECONDS")
     def remind_overdue(self):
         with self.db.begin():
-            desk.remind_overdue(self.db, self.events, self.policy, now(), closures.suspensions(self.db))
+            desk.remind_overdue(self.db, self.outbox, self.policy, now(), closures.suspensions(self.db))
 
     # --- the counter's day: calendar, slots and appointments, day sheet, claims, arrivals ------------------
 
@@ -197,9 +197,9 @@ class ReservationsService(DriveService):
                                          now().astimezone(self.policy.tz).date())
             # Shown in the answer only (not columns): the appointments of that day given back, and the
             # deadlines and due dates moved off it, just now.
-            closed.appointments_cancelled = counter.drive_closed(self.db, self.events, closed.pickup_point_id,
+            closed.appointments_cancelled = counter.drive_closed(self.db, self.outbox, closed.pickup_point_id,
                                                                  closed.day, self.policy, now())
-            moved = closures.move_off_closed_day(self.db, self.events, principal, closed.pickup_point_id,
+            moved = closures.move_off_closed_day(self.db, self.outbox, principal, closed.pickup_point_id,
                                                  closed.day, self.policy, now())
             closed.due_date_shift, closed.dates_moved = moved["due_date_shift"], moved["dates_moved"]
             return closed
@@ -222,7 +222,7 @@ class ReservationsService(DriveService):
     def book_slot(self, request, principal, reservation_id, body):
         with self.db.begin():
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            return counter.book(self.db, self.events, self.policy, principal, reservation, body["starts_at"], now())
+            return counter.book(self.db, self.outbox, self.policy, principal, reservation, body["starts_at"], now())
 
     @route("GET", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, response=AppointmentSchema,
            summary="The slot booked to collect a reservation")
@@ -235,7 +235,7 @@ class ReservationsService(DriveService):
     def cancel_slot(self, request, principal, reservation_id):
         with self.db.begin():
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            return counter.cancel_booking(self.db, self.events, principal, reservation, now())
+            return counter.cancel_booking(self.db, self.outbox, principal, reservation, now())
 
     @route("GET", "/pickup-points/<point_id>/day-sheet", roles=STAFF, query=DaySchema, response=DaySheetSchema,
            summary="The counter's day: per slot, what to hand over and where it waits; walk-ins; who is outside")
@@ -270,7 +270,7 @@ class ReservationsService(DriveService):
     def patron_arrived(self, request, principal, reservation_id):
         with self.db.begin():
             reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            counter.arrived(self.db, self.events, self.policy, principal, reservation, now())
+            counter.arrived(self.db, self.outbox, self.policy, principal, reservation, now())
             return views.reservation_view(reservation)
 
     # --- selections: prepared by staff from a patron's tastes --------------------------------------------
@@ -280,7 +280,7 @@ class ReservationsService(DriveService):
     def request_selection(self, request, principal, body):
         channel = domain.channel_for(body["channel"], principal.is_staff)
         with self.db.begin():
-            selection = selections.request(self.db, self.events, self.policy, principal, body, channel, now())
+            selection = selections.request(self.db, self.outbox, self.policy, principal, body, channel, now())
             return selections.selection_view(self.db, selection)
 
     @route("GET", "/selections/<selection_id>", roles=PATRON_OR_STAFF, response=SelectionSchema,
@@ -306,7 +306,7 @@ class ReservationsService(DriveService):
     def cancel_selection(self, request, principal, selection_id):
         with self.db.begin():
             selection = selections.find(self.db, selection_id, principal, lock=True)
-            selections.cancel(self.db, self.events, principal, selection)
+            selections.cancel(self.db, self.outbox, principal, selection)
             return selections.selection_view(self.db, selection)
 
     @route("POST", "/selections/<selection_id>/claim", roles=STAFF, response=SelectionSchema,
@@ -328,7 +328,7 @@ class ReservationsService(DriveService):
     def prepare_selection(self, request, principal, selection_id, body):
         with self.db.begin():
             selection = selections.find(self.db, selection_id, principal, lock=True)
-            selections.prepare(self.db, self.events, self.policy, principal, selection, body["titles"],
+            selections.prepare(self.db, self.outbox, self.policy, principal, selection, body["titles"],
                                body["note"], now())
             return selections.selection_view(self.db, selection)
 
@@ -337,7 +337,7 @@ class ReservationsService(DriveService):
     def selection_nothing_available(self, request, principal, selection_id, body):
         with self.db.begin():
             selection = selections.find(self.db, selection_id, principal, lock=True)
-            selections.nothing_available(self.db, self.events, principal, selection, body["note"], now())
+            selections.nothing_available(self.db, self.outbox, principal, selection, body["note"], now())
             return selections.selection_view(self.db, selection)
 
     # --- continuity: closures, suspended reminders and fines, due dates moved off a closure --------------
@@ -352,14 +352,14 @@ class ReservationsService(DriveService):
            status=201, summary="Suspend overdue reminders and fines from a date until a date, with a reason")
     def suspend(self, request, principal, body):
         with self.db.begin():
-            return closures.suspend(self.db, self.events, principal, body["starts_at"], body["ends_at"],
+            return closures.suspend(self.db, self.outbox, principal, body["starts_at"], body["ends_at"],
                                     body["reason"], now(), self.policy.grace_days)
 
     @route("POST", "/continuity/resume", roles=STAFF, response=SuspensionSchema,
            summary="End the current suspension now")
     def resume(self, request, principal):
         with self.db.begin():
-            return closures.resume(self.db, self.events, principal, now(), self.policy.grace_days)
+            return closures.resume(self.db, self.outbox, principal, now(), self.policy.grace_days)
 
     @route("POST", "/due-date-shifts/preview", roles=STAFF, body=ShiftRequestSchema, response=ShiftSchema,
            summary="What moving due dates and pickup deadlines off a closure would change (changes nothing)")
@@ -373,14 +373,14 @@ class ReservationsService(DriveService):
     def apply_shift(self, request, principal, body):
         with self.db.begin():
             changes = self._shift_changes(body)
-            shift = closures.apply_shift(self.db, self.events, principal, changes, body, now())
+            shift = closures.apply_shift(self.db, self.outbox, principal, changes, body, now())
         return {"id": shift.id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
 
     @route("POST", "/due-date-shifts/<shift_id>/undo", roles=STAFF, response=ShiftSchema,
            summary="Put back the dates a shift moved (those not changed since)")
     def undo_shift(self, request, principal, shift_id):
         with self.db.begin():
-            changes = closures.undo_shift(self.db, self.events, shift_id, now())
+            changes = closures.undo_shift(self.db, self.outbox, shift_id, now())
         return {"id": shift_id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
 
     # --- the audit of `drive check` ----------------------------------------------------------------------
@@ -396,7 +396,7 @@ class ReservationsService(DriveService):
                    "`reannounced`, so that a service that missed it catches up")
     def audit_reannounce(self, request, principal, body):
         with self.db.begin():
-            return audit.reannounce(self.db, self.events, body["reservation_ids"], body["dry_run"])
+            return audit.reannounce(self.db, self.outbox, body["reservation_ids"], body["dry_run"])
 
     def _shift_changes(self, body):
         return closures.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
@@ -404,12 +404,12 @@ class ReservationsService(DriveService):
 
     # The hot path: inventory's answers to placements, many per transaction (services.common.batching).
     @batch_event_handler("inventory", "items_allocated")
-    def on_items_allocated(self, events):
-        self._apply_batch(events, intake.record_allocation)
+    def on_items_allocated(self, batch):
+        self._apply_batch(batch, intake.record_allocation)
 
     @batch_event_handler("inventory", "items_unavailable")
-    def on_items_unavailable(self, events):
-        self._apply_batch(events, intake.record_waiting)
+    def on_items_unavailable(self, batch):
+        self._apply_batch(batch, intake.record_waiting)
 
     @event_handler("inventory", "item_returned")
     def on_item_returned(self, event):
@@ -421,22 +421,22 @@ class ReservationsService(DriveService):
 
     @event_handler("bibliobus", "stop_registered")
     def on_stop_registered(self, event):
-        self._apply(event, lambda db, data: stops.record_stop(db, self.events, data))
+        self._apply(event, lambda db, data: stops.record_stop(db, self.outbox, data))
 
     @event_handler("bibliobus", "stop_enabled")
     def on_stop_enabled(self, event):
-        self._apply(event, lambda db, data: stops.record_switch(db, self.events, data, enabled=True))
+        self._apply(event, lambda db, data: stops.record_switch(db, self.outbox, data, enabled=True))
 
     @event_handler("bibliobus", "stop_disabled")
     def on_stop_disabled(self, event):
-        self._apply(event, lambda db, data: stops.record_switch(db, self.events, data, enabled=False))
+        self._apply(event, lambda db, data: stops.record_switch(db, self.outbox, data, enabled=False))
 
     def _apply(self, event, effect):
         with once(self.db, Inbox, event) as new:
             if new:
                 effect(self.db, event.data)
 
-    def _apply_batch(self, events, effect):
-        with once_each(self.db, Inbox, events) as fresh:
+    def _apply_batch(self, batch, effect):
+        with once_each(self.db, Inbox, batch) as fresh:
             if fresh:
                 effect(self.db, [event.data for event in fresh])
