@@ -17,16 +17,17 @@ $(VENV)/.installed: pyproject.toml
 up: venv
 	$(BIN)/drive up
 
-test: venv
-	$(BIN)/ruff check services tests bench
+test: venv lint
 	infra/test-servers.sh
 	$(BIN)/nameko test tests -q -p no:timeout $(TEST_ARGS)
 
 test-unit: venv
 	$(BIN)/nameko test tests/unit -q -p no:timeout
 
+# mypy reads its files and options from pyproject.toml ([tool.mypy]: services/common).
 lint: venv
 	$(BIN)/ruff check services tests bench
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python bench/run_bench.py --json

@@ -174,7 +174,9 @@ def _dates(first: str | None, last: str | None) -> tuple[str, str]:
     from datetime import date, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    today = datetime.now(ZoneInfo(os.environ.get("DRIVE_TIMEZONE", "Europe/Paris"))).date()
+    from services.reservations.policy import Policy
+
+    today = datetime.now(ZoneInfo(Policy({}).zone)).date()
     last = last or today.isoformat()
     if first is None:
         try:
@@ -335,7 +337,7 @@ def dead_letters_list(limit: int = 100) -> None:
         table.add_column(column)
     for d in letters:
         table.add_row(str(d.position), d.event_id or "-", f"{d.source}.{d.event_type}", d.queue or "-",
-                      d.reason or "-", str(d.count), str(d.first_death or "-"))
+                      d.reason or "-", str(d.count), str(d.first_death_at or "-"))
     console.print(table)
 
 

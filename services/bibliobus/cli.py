@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.bibliobus.policy import Policy
 from services.common import api_client
 
 app = typer.Typer(no_args_is_help=True, help="Bibliobus stops: demand, thresholds, overrides, what-ifs.")
@@ -31,7 +32,7 @@ def call(method: str, path: str, role: str = "analyst", **kwargs: Any) -> reques
 def local(moment: str | None) -> str:
     if not moment:
         return "-"
-    zone = ZoneInfo(os.environ.get("TOUR_TIMEZONE", "Europe/Paris"))
+    zone = ZoneInfo(Policy({}).timezone)
     return datetime.fromisoformat(moment).astimezone(zone).strftime("%a %d %b %H:%M")
 
 

@@ -15,8 +15,8 @@ from services.bibliobus.domain import StopState, Thresholds
 from services.bibliobus.models import Decision, DemandSignal, NetworkSettings, Stop, StopReservation
 from services.bibliobus.policy import Policy
 from services.bibliobus.tour import find
+from services.common import clock
 from services.common.relay import Events
-from services.common.reliability import utcnow
 
 RULE = "rule"
 
@@ -74,7 +74,7 @@ def evaluate_stops(session: Session, outbox: Events, policy: Policy, now: dateti
     signals committed meanwhile by whoever held them were stamped after `now`, and count."""
     ids = None if stop_ids is None else sorted(set(stop_ids))
     stops = lock_stops(session, ids)
-    now = max(now, utcnow())
+    now = max(now, clock.now())
     net = network(session, policy)
     demand = demand_by_stop(session, now, net.window_days, ids)
     pending = pending_by_stop(session, ids)

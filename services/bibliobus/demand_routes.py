@@ -1,8 +1,6 @@
 """The HTTP routes of demand, what analysts look at, as JSON and as PNG charts: a stop's demand day by day, the
 map of the stops, and what-ifs. Entrypoints only, mixed into `BibliobusService` (which brings `db` and `policy`)."""
 
-from datetime import UTC, datetime
-
 from werkzeug.wrappers import Response
 
 from services.bibliobus import charts, views
@@ -13,13 +11,7 @@ from services.bibliobus.schemas import (
     WhatIfResultSchema,
     WhatIfSchema,
 )
-from services.common.http import route
-
-TEAM = ("staff", "analyst")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+from services.common import TEAM, now, route
 
 
 def png(data: bytes) -> Response:

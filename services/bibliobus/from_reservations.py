@@ -11,7 +11,7 @@ from services.bibliobus import domain
 from services.bibliobus.control import evaluate_stops
 from services.bibliobus.models import DemandSignal, StopReservation
 from services.bibliobus.policy import Policy
-from services.common.batching import insert_new
+from services.common.database import insert_new
 from services.common.relay import Events
 
 

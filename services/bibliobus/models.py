@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.reliability import InboxMixin, OutboxMixin, utcnow
+from services.common.clock import now
+from services.common.reliability import InboxMixin, OutboxMixin
 from services.common.types import UtcDateTime
 
 
@@ -43,7 +44,7 @@ class Stop(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     demand: Mapped[int] = mapped_column(Integer, default=0)
     evaluated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 class NetworkSettings(Base):
@@ -86,7 +87,7 @@ class Decision(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     stop_id: Mapped[str | None] = mapped_column(String(60), nullable=True, index=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     decided_by: Mapped[str] = mapped_column(String(80))
     action: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(String(10))
@@ -129,4 +130,4 @@ class StopReservation(Base):
     visit_arrives_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     visit_departs_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)

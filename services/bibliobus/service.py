@@ -4,10 +4,10 @@ Entrypoints only."""
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
 from services.bibliobus import control, from_reservations, thresholds, tour, views
-from services.bibliobus.demand_routes import TEAM, DemandRoutes, now
+from services.bibliobus.demand_routes import DemandRoutes
 from services.bibliobus.domain import at_a_stop, is_new_demand
 from services.bibliobus.models import Base, Inbox, Outbox
-from services.bibliobus.policy import BibliobusPolicy
+from services.bibliobus.policy import Policy
 from services.bibliobus.schemas import (
     PATH_IDS,
     DecisionSchema,
@@ -23,18 +23,23 @@ from services.bibliobus.schemas import (
     ThresholdChangeSchema,
     ThresholdsSchema,
 )
-from services.common.batching import batch_event_handler, first_deliveries
-from services.common.database import Database
-from services.common.http import route
-from services.common.messaging import event_handler
-from services.common.relay import OutboxRelay
-from services.common.reliability import first_delivery
-from services.common.service import DriveService
-from services.common.timers import timer
-
-ANYONE = ("patron", "staff", "analyst", "ops")
-PATRON_OR_STAFF = ("patron", "staff")
-ANALYST = ("analyst",)
+from services.common import (
+    ANALYST,
+    ANYONE,
+    PATRON_OR_STAFF,
+    TEAM,
+    Configured,
+    Database,
+    DriveService,
+    OutboxRelay,
+    batch_event_handler,
+    event_handler,
+    now,
+    once,
+    once_each,
+    route,
+    timer,
+)
 
 
 class BibliobusService(DemandRoutes, DriveService):
@@ -43,7 +48,7 @@ class BibliobusService(DemandRoutes, DriveService):
 
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("bibliobus", Outbox)
-    policy = BibliobusPolicy()
+    policy = Configured(Policy)
 
     # --- the tour ----------------------------------------------------------------------------------------
 
@@ -130,7 +135,7 @@ class BibliobusService(DemandRoutes, DriveService):
             thresholds.set_stop(self.db, self.outbox, self.policy, stop_id, body, principal.subject, now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
-    @timer("DEMAND_EVALUATION_SECONDS", 300)
+    @timer("DEMAND_EVALUATION_SECONDS")
     def evaluation_round(self):
         with self.db.begin():
             control.run_round(self.db, self.outbox, self.policy, now())
@@ -141,8 +146,7 @@ class BibliobusService(DemandRoutes, DriveService):
     def on_reservation_placed(self, batch):
         at_stops = [event for event in batch if is_new_demand(event.data)]
         if at_stops:
-            with self.db.begin():
-                fresh = first_deliveries(self.db, Inbox, at_stops)
+            with once_each(self.db, Inbox, at_stops) as fresh:
                 from_reservations.record_placed(self.db, self.outbox, self.policy, [e.data for e in fresh], now())
 
     @event_handler("reservations", "reservation_ready")
@@ -167,6 +171,6 @@ class BibliobusService(DemandRoutes, DriveService):
             self._apply(event, lambda db, data: from_reservations.record_closed(db, data, status, now()))
 
     def _apply(self, event, effect):
-        with self.db.begin():
-            if first_delivery(self.db, Inbox, event):
+        with once(self.db, Inbox, event) as new:
+            if new:
                 effect(self.db, event.data)

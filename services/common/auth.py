@@ -8,10 +8,17 @@ from typing import Any
 import jwt
 
 from services.common.errors import Forbidden, Unauthorized
-from services.common.settings import setting
+from services.common.settings import COMMON, setting
 
 ROLES = ("patron", "staff", "analyst", "ops")
-DEV_SECRET = "drive-embedded-dev-secret-change-me"
+# Who may call a route (`route(..., roles=...)`): each tuple names the roles, any one of which is enough.
+ANYONE = ROLES
+PATRON_OR_STAFF = ("patron", "staff")
+STAFF = ("staff",)
+TEAM = ("staff", "analyst")  # the library's people: counter staff and the analysts who steer the tour
+ANALYST = ("analyst",)
+OPS = ("ops",)
+DEV_SECRET = COMMON.default("JWT_SECRET")
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,9 @@ class TokenVerifier:
     """HS256 with a shared secret (embedded default) or the identity provider's keys (JWKS URL)."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self.issuer = setting(config, "JWT_ISSUER", "drive")
-        self.audience = setting(config, "JWT_AUDIENCE", "drive")
-        self.secret = setting(config, "JWT_SECRET", DEV_SECRET)
+        self.issuer = setting(config, "JWT_ISSUER")
+        self.audience = setting(config, "JWT_AUDIENCE")
+        self.secret = setting(config, "JWT_SECRET")
         jwks_url = setting(config, "JWT_JWKS_URL")
         self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
 
@@ -69,6 +76,6 @@ class TokenVerifier:
 def issue_token(config: Mapping[str, Any], role: str, subject: str, hours: float = 12) -> str:
     """A token signed with the shared secret, for the embedded default and tests (`drive token`)."""
     now = datetime.now(UTC)
-    claims = {"sub": subject, "role": role, "iss": setting(config, "JWT_ISSUER", "drive"),
-              "aud": setting(config, "JWT_AUDIENCE", "drive"), "iat": now, "exp": now + timedelta(hours=hours)}
-    return jwt.encode(claims, setting(config, "JWT_SECRET", DEV_SECRET), algorithm="HS256")
+    claims = {"sub": subject, "role": role, "iss": setting(config, "JWT_ISSUER"),
+              "aud": setting(config, "JWT_AUDIENCE"), "iat": now, "exp": now + timedelta(hours=hours)}
+    return jwt.encode(claims, setting(config, "JWT_SECRET"), algorithm="HS256")

@@ -10,19 +10,20 @@ topology as the ordinary handler: switching a handler between the two needs no q
 """
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import eventlet
 from nameko.exceptions import ContainerBeingKilled
-from sqlalchemy import insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from services.common import clock
+from services.common.database import insert_new
 from services.common.envelope import Event
 from services.common.messaging import DeadLetteringQueueConsumer, ReliableEventHandler
-from services.common.reliability import InboxMixin, utcnow
+from services.common.reliability import InboxMixin
 from services.common.settings import setting
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class BatchQueueConsumer(DeadLetteringQueueConsumer):
 
     @property
     def prefetch_count(self) -> int:
-        return setting(self.container.config, "EVENT_BATCH_PREFETCH", 1000, int)
+        return setting(self.container.config, "EVENT_BATCH_PREFETCH")
 
 
 class BatchEventHandler(ReliableEventHandler):
@@ -41,8 +42,8 @@ class BatchEventHandler(ReliableEventHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.size = setting(self.container.config, "EVENT_BATCH_SIZE", 200, int)
-        self.linger = setting(self.container.config, "EVENT_BATCH_LINGER_SECONDS", 0.05, float)
+        self.size = setting(self.container.config, "EVENT_BATCH_SIZE")
+        self.linger = setting(self.container.config, "EVENT_BATCH_LINGER_SECONDS")
         self.pending: list[tuple[Event, Any]] = []
         self.lingering = False
 
@@ -106,7 +107,7 @@ def first_deliveries(session: Session, inbox_model: type[InboxMixin], events: li
     if not events:
         return []
     consumer = consumer or session.info.get("consumer", "unknown")
-    now = utcnow()
+    now = clock.now()
     # In id order: two batches that share events (redeliveries) take the inbox keys in the same order, so
     # they wait for each other rather than deadlock.
     rows = [{"consumer": consumer, "event_id": event_id, "processed_at": now}
@@ -121,12 +122,9 @@ def first_deliveries(session: Session, inbox_model: type[InboxMixin], events: li
     return fresh
 
 
-def insert_new(session: Session, model: Any) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (rows whose key exists are left alone), to run
-    with a list of rows and RETURNING: one statement compiled once, sent as multi-row VALUES."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return pg_insert(model).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite_insert(model).on_conflict_do_nothing()
-    return insert(model)  # pragma: no cover - other backends are not configured
+@contextmanager
+def once_each(session: Session, inbox_model: type[InboxMixin], events: list[Event]) -> Iterator[list[Event]]:
+    """`services.common.reliability.once` for a batch: yields the events this consumer has not processed yet,
+    in their order (`first_deliveries`); their effects and inbox keys commit together when the block ends."""
+    with session.begin():
+        yield first_deliveries(session, inbox_model, events)

@@ -4,6 +4,7 @@
 additively (a new field, a bumped `version`), never by renaming or removing.
 """
 
+import builtins
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ class EventType:
     source: str
     type: str
     version: int
-    schema: type[Schema]
+    schema: builtins.type[Schema]  # `type` is a field here
     summary: str
 
 

@@ -82,7 +82,7 @@ class DriveWsgiApp(WsgiApp):
         request = Request(environ, shallow=True)
         try:
             provider, values = self.url_map.bind_to_environ(environ).match()
-            request.path_values = values
+            request.path_values = values  # type: ignore[attr-defined]  # where nameko's handlers read them
             answer = provider.handle_request(request)
         except MethodNotAllowed as exc:
             allowed = sorted(exc.valid_methods or ())
@@ -92,7 +92,8 @@ class DriveWsgiApp(WsgiApp):
         except NotFound:
             answer = error_response(404, "not_found", f"no route {request.method} {request.path}")
         except HTTPException as exc:  # a redirect (a missing trailing slash) stays as werkzeug says it
-            answer = exc if (exc.code or 500) < 400 else error_response(exc.code, "bad_request", exc.name)
+            code = exc.code or 500
+            answer = exc if code < 400 else error_response(code, "bad_request", exc.name)
         return answer(environ, start_response)
 
 

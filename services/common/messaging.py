@@ -45,12 +45,12 @@ def handler_queue(name: str, exchange: Exchange, routing_key: str, max_attempts:
 
 
 def max_attempts(config: dict[str, Any]) -> int:
-    return setting(config, "EVENT_MAX_ATTEMPTS", 5, int)
+    return setting(config, "EVENT_MAX_ATTEMPTS")
 
 
 def retry_delay(attempt: int, config: dict[str, Any]) -> float:
     """Back off a little between attempts, so a passing outage does not burn them all at once."""
-    base = setting(config, "EVENT_RETRY_BASE_SECONDS", 0.2, float)
+    base = setting(config, "EVENT_RETRY_BASE_SECONDS")
     return min(base * (2 ** (attempt - 1)), 5.0)
 
 
@@ -76,7 +76,7 @@ class ReliableEventHandler(EventHandler):
     def setup(self) -> None:
         super().setup()
         config = self.container.config
-        self.queue = handler_queue(self.queue.name, self.queue.exchange, self.event_type, max_attempts(config))
+        self.queue: Queue = handler_queue(self.queue.name, self.queue.exchange, self.event_type, max_attempts(config))
         with Connection(amqp_uri(config)) as conn:
             exchange, queue = dead_letter_topology()
             queue(conn.default_channel).declare()
@@ -113,7 +113,7 @@ class ReliableEventHandler(EventHandler):
 event_handler = ReliableEventHandler.decorator
 
 
-def handler_queues(service_cls: type, config: dict[str, Any]) -> list[Queue]:
+def handler_queues(service_cls: type[Any], config: dict[str, Any]) -> list[Queue]:
     """The queues a service consumes, built exactly as its handlers build them."""
     queues = []
     service_name = service_cls.name
@@ -126,7 +126,7 @@ def handler_queues(service_cls: type, config: dict[str, Any]) -> list[Queue]:
     return queues
 
 
-def declare_topology(service_classes: list[type], config: dict[str, Any]) -> list[str]:
+def declare_topology(service_classes: list[type[Any]], config: dict[str, Any]) -> list[str]:
     """Declare exchanges, handler queues and the dead-letter queue before any service runs, so an event
     published before its consumer first starts is kept, not confirmed and dropped."""
     declared = []

@@ -26,6 +26,8 @@ def build_openapi(title: str, routes: Iterable[Route], version: str = "1.0.0",
     """`path_ids`: the fields that check the path's ids (by name), documented as their schema."""
     plugin = MarshmallowPlugin()
     spec = APISpec(title=title, version=version, openapi_version="3.0.3", plugins=[plugin])
+    converter = plugin.converter
+    assert converter is not None, "APISpec initialises its plugins"
     path_ids = path_ids or {}
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Error", {"type": "object", "required": ["error", "message"], "properties": {
@@ -37,7 +39,7 @@ def build_openapi(title: str, routes: Iterable[Route], version: str = "1.0.0",
         op: dict[str, Any] = {"summary": r.summary or r.method_name.replace("_", " "),
                               "operationId": r.method_name, "responses": {}}
         params = [{"in": "path", "name": n, "required": True,
-                   "schema": plugin.converter.field2property(path_ids[n]) if n in path_ids else {"type": "string"}}
+                   "schema": converter.field2property(path_ids[n]) if n in path_ids else {"type": "string"}}
                   for n in _PATH_PARAM.findall(r.url)]
         if r.query_schema is not None:
             params.append({"in": "query", "schema": r.query_schema})

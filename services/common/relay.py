@@ -14,10 +14,11 @@ from sqlalchemy import Text, cast, func, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from services.common.clock import now
 from services.common.confirms import ConfirmedChannel, Outgoing
 from services.common.database import Database
 from services.common.envelope import REGISTRY, Event
-from services.common.reliability import OutboxMixin, record_event, utcnow
+from services.common.reliability import OutboxMixin, record_event
 from services.common.settings import amqp_uri, setting
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class OutboxPublisher:
             if confirmed:
                 # One statement for the batch, not one UPDATE per row.
                 session.execute(update(outbox).where(c.seq.in_([rows[i][0] for i in confirmed]))
-                                .values(sent_at=utcnow()))
+                                .values(sent_at=now()))
         if error is not None:
             self.close()
             raise error
@@ -95,7 +96,7 @@ class OutboxPublisher:
 
     def pending(self, older_than_seconds: float = 0) -> int:
         model = self.outbox_model
-        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+        cutoff = now() - timedelta(seconds=older_than_seconds)
         with self.database.session() as session:
             return session.scalar(
                 select(func.count()).select_from(model)
@@ -114,7 +115,7 @@ class OutboxRelay(DependencyProvider):
         config = self.container.config
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.publisher = OutboxPublisher(database, self.outbox_model, amqp_uri(config))
-        self.sweep_seconds = setting(config, "OUTBOX_SWEEP_SECONDS", 2.0, float)
+        self.sweep_seconds = setting(config, "OUTBOX_SWEEP_SECONDS")
         self.wakeups: LightQueue = LightQueue()
         self.running = False
 

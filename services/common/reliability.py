@@ -6,23 +6,30 @@ Inbox: the id of each event a handler has processed is written in the transactio
 primary key, so a second delivery finds the row and has no second effect.
 """
 
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from sqlalchemy import JSON, Integer, String, insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import JSON, CursorResult, Integer, String, Table
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from services.common.clock import now
+from services.common.database import insert_new
 from services.common.envelope import Event
 from services.common.types import UtcDateTime
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+class _Mapped:
+    """What declarative gives each service's table class, said to the type checker (the mixins are not mapped)."""
+
+    if TYPE_CHECKING:
+        __table__: ClassVar[Table]
+
+        def __init__(self, **columns: Any) -> None: ...
 
 
-class OutboxMixin:
+class OutboxMixin(_Mapped):
     __tablename__ = "outbox"
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -30,16 +37,16 @@ class OutboxMixin:
     exchange: Mapped[str] = mapped_column(String(100))
     routing_key: Mapped[str] = mapped_column(String(100))
     message: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
 
 
-class InboxMixin:
+class InboxMixin(_Mapped):
     __tablename__ = "inbox"
 
     consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 def record_event(session: Session, outbox_model: type[OutboxMixin], event: Event) -> None:
@@ -55,12 +62,19 @@ def first_delivery(session: Session, inbox_model: type[InboxMixin], event: Event
     delivery, which then commits first): acknowledge and skip. One statement, no check-then-act race.
     """
     consumer = consumer or session.info.get("consumer", "unknown")
-    values = {"consumer": consumer, "event_id": event.id, "processed_at": utcnow()}
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt = pg_insert(inbox_model).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite_insert(inbox_model).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - other backends are not configured
-        stmt = insert(inbox_model).values(**values)
-    return session.execute(stmt).rowcount == 1
+    values = {"consumer": consumer, "event_id": event.id, "processed_at": now()}
+    result = session.execute(insert_new(session, inbox_model).values(**values))
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
+@contextmanager
+def once(session: Session, inbox_model: type[InboxMixin], event: Event) -> Iterator[bool]:
+    """The transaction of a handler taking in one event: yields True the first time this consumer sees it (the
+    block does the effect), False for a redelivery (the block does nothing); commits when the block ends.
+
+        with once(self.db, Inbox, event) as new:
+            if new:
+                ...
+    """
+    with session.begin():
+        yield first_delivery(session, inbox_model, event)

@@ -2,7 +2,8 @@
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
 from kombu import Connection
@@ -19,6 +20,7 @@ from services.common.relay import OutboxRelay
 from services.common.settings import amqp_uri
 
 log = logging.getLogger("drive.worker")
+T = TypeVar("T")
 
 
 class WorkerLogContext(DependencyProvider):
@@ -81,9 +83,25 @@ class ServiceProbe(DependencyProvider):
                              path_ids=getattr(self.container.service_cls, "path_ids", None))
 
 
+class Configured(DependencyProvider, Generic[T]):
+    """A service's policy, built once from its configuration when the container sets up (bad values stop the
+    start), and the same object for every worker: `policy = Configured(Policy)`."""
+
+    def __init__(self, build: Callable[[Mapping[str, Any]], T]) -> None:
+        self.build = build
+
+    def setup(self) -> None:
+        self.value = self.build(self.container.config)
+
+    def get_dependency(self, worker_ctx: Any) -> T:
+        return self.value
+
+
 class DriveService:
     """Base of the service classes: subclasses set `name`, `db`, `outbox`, and `path_ids` (the fields that check
     their routes' path ids, by name)."""
+
+    name: str
 
     log_context = WorkerLogContext()
     probe = ServiceProbe()

@@ -1,12 +1,55 @@
-"""Reading configuration: nameko's config dict first, the environment second, then the default."""
+"""Configuration: every setting declared once, in a table beside the code that reads it (key, default, type, what
+it sets); a value comes from nameko's config dict first, the environment second, then the declared default.
+
+The common kit's table is `COMMON` below; each service declares its own in its `policy` module. config.yaml holds
+only what nameko itself reads (broker, listen address, database, workers, logging). docs/configuration.md is
+generated from both (`python -m services.configuration`), and a test fails when it is stale.
+"""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
-def setting(config: Mapping[str, Any], key: str, default: Any = None, cast: type = str) -> Any:
-    """One value of configuration, cast to the type the caller wants."""
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: Any
+    cast: Callable[[Any], Any]
+    doc: str
+
+
+class Settings:
+    """One table of settings (a service's, or the common kit's), each key declared once in all of Drive."""
+
+    def __init__(self, scope: str, *settings: Setting) -> None:
+        self.scope = scope
+        self.settings = settings
+        for declared in settings:
+            known = DECLARED.get(declared.key)
+            if known is not None and known != declared:
+                raise ValueError(f"{declared.key} is declared twice, differently")
+            DECLARED[declared.key] = declared
+
+    def __iter__(self) -> Iterator[Setting]:
+        return iter(self.settings)
+
+    def default(self, key: str) -> Any:
+        return next(s.default for s in self.settings if s.key == key)
+
+
+DECLARED: dict[str, Setting] = {}
+_DECLARED_DEFAULT: Any = object()
+
+
+def setting(config: Mapping[str, Any] | None, key: str, default: Any = _DECLARED_DEFAULT,
+            cast: Callable[[Any], Any] | None = None) -> Any:
+    """One value of configuration, cast to its declared type (`default` and `cast` only for undeclared keys)."""
+    declared = DECLARED.get(key)
+    if default is _DECLARED_DEFAULT:
+        default = declared.default if declared else None
+    cast = cast or (declared.cast if declared else str)
     value = config.get(key) if config else None
     if value is None:
         value = os.environ.get(key)
@@ -18,4 +61,22 @@ def setting(config: Mapping[str, Any], key: str, default: Any = None, cast: type
 
 
 def amqp_uri(config: Mapping[str, Any] | None = None) -> str:
-    return setting(config or {}, "AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/")
+    return setting(config, "AMQP_URI")
+
+
+COMMON = Settings(
+    "common",
+    Setting("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/", str,
+            "the broker (nameko reads it from config.yaml, whose default must be this one)"),
+    Setting("JWT_SECRET", "drive-embedded-dev-secret-change-me", str,
+            "the shared secret of HS256 tokens (the embedded default is for development only)"),
+    Setting("JWT_ISSUER", "drive", str, "the `iss` a token must carry"),
+    Setting("JWT_AUDIENCE", "drive", str, "the `aud` a token must carry"),
+    Setting("JWT_JWKS_URL", None, str, "the identity provider's keys (RS256/ES256) instead of the shared secret"),
+    Setting("EVENT_MAX_ATTEMPTS", 5, int, "deliveries of an event to a handler before it is dead-lettered"),
+    Setting("EVENT_RETRY_BASE_SECONDS", 0.2, float, "the first pause before an event is tried again (it doubles)"),
+    Setting("EVENT_BATCH_SIZE", 200, int, "events a batch handler takes in one transaction at most"),
+    Setting("EVENT_BATCH_LINGER_SECONDS", 0.05, float, "how long a batch handler waits for a batch to fill"),
+    Setting("EVENT_BATCH_PREFETCH", 1000, int, "messages a batch handler's consumer holds unacknowledged"),
+    Setting("OUTBOX_SWEEP_SECONDS", 2.0, float, "how often the relay looks for outbox rows committed elsewhere"),
+)

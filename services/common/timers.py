@@ -8,13 +8,15 @@ from services.common.settings import setting
 
 
 class ConfiguredTimer(Timer):
-    def __init__(self, interval_key: str, default_seconds: float, **kwargs: Any) -> None:
-        super().__init__(interval=default_seconds, **kwargs)
+    """`@timer("EXPIRY_CHECK_SECONDS")`: the interval is that setting's, read when the container sets up."""
+
+    def __init__(self, interval_key: str, **kwargs: Any) -> None:
+        super().__init__(interval=None, **kwargs)
         self.interval_key = interval_key
 
     def setup(self) -> None:
         super().setup()
-        self.interval = setting(self.container.config, self.interval_key, self.interval, float)
+        self.interval = setting(self.container.config, self.interval_key)
 
 
 timer = ConfiguredTimer.decorator

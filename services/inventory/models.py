@@ -6,7 +6,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.reliability import InboxMixin, OutboxMixin, utcnow
+from services.common.clock import now
+from services.common.reliability import InboxMixin, OutboxMixin
 from services.common.types import UtcDateTime
 
 
@@ -30,7 +31,7 @@ class Title(Base):
     author: Mapped[str] = mapped_column(String(300))
     isbn: Mapped[str | None] = mapped_column(String(13), unique=True, nullable=True)
     material: Mapped[str] = mapped_column(String(20))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 class Copy(Base):
@@ -59,7 +60,7 @@ class WaitlistEntry(Base):
     line_id: Mapped[str] = mapped_column(String(36), unique=True)
     pickup_site: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20), default="waiting")
-    queued_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    queued_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 class ClosedReservation(Base):
@@ -70,7 +71,7 @@ class ClosedReservation(Base):
 
     reservation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     why: Mapped[str] = mapped_column(String(20))
-    closed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    closed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 class CopyHistory(Base):
@@ -78,7 +79,7 @@ class CopyHistory(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     barcode: Mapped[str] = mapped_column(ForeignKey("copies.barcode"), index=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     what: Mapped[str] = mapped_column(String(40))
     reservation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,20 +1,26 @@
 """Inventory: the catalogue, copies, waitlists and quarantine. Entrypoints only; rules live elsewhere."""
 
-from datetime import UTC, datetime
-
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
-from services.common.batching import batch_event_handler, first_deliveries
-from services.common.database import Database
-from services.common.http import route
-from services.common.messaging import event_handler
-from services.common.relay import OutboxRelay
-from services.common.reliability import first_delivery
-from services.common.service import DriveService
-from services.common.timers import timer
+from services.common import (
+    ANYONE,
+    OPS,
+    STAFF,
+    Configured,
+    Database,
+    DriveService,
+    OutboxRelay,
+    batch_event_handler,
+    event_handler,
+    now,
+    once,
+    once_each,
+    route,
+    timer,
+)
 from services.inventory import allocation, audit, catalogue, shelves
 from services.inventory.domain import allocates_now, parse_catalogue
 from services.inventory.models import Base, Inbox, Outbox
-from services.inventory.policy import InventoryPolicy
+from services.inventory.policy import Policy
 from services.inventory.schemas import (
     PATH_IDS,
     CheckinResultSchema,
@@ -29,9 +35,6 @@ from services.inventory.schemas import (
     TitleSchema,
 )
 
-ANYONE = ("patron", "staff", "analyst", "ops")
-STAFF = ("staff",)
-OPS = ("ops",)
 IMPORT_MAX_BYTES = 32 * 1024 * 1024  # a CSV of some 300,000 copies; other bodies keep the edge's default
 
 
@@ -41,7 +44,7 @@ class InventoryService(DriveService):
 
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("inventory", Outbox)
-    policy = InventoryPolicy()
+    policy = Configured(Policy)
 
     # --- catalogue -------------------------------------------------------------------------------------
 
@@ -87,8 +90,7 @@ class InventoryService(DriveService):
     @route("POST", "/checkins", roles=STAFF, body=CheckinSchema, response=CheckinResultSchema, status=201,
            summary="Check a copy in (optionally backdated to the day it was dropped in the return box)")
     def check_in(self, request, principal, body):
-        now = datetime.now(UTC)
-        returned_at = self.policy.returned_at(body["returned_at"], now)
+        returned_at = self.policy.returned_at(body["returned_at"], now())
         with self.db.begin():
             copy, title = shelves.copy_with_title(self.db, body["barcode"])
             release_at = self.policy.quarantine.release_at(returned_at, title.material, copy.plastic_cover)
@@ -97,10 +99,10 @@ class InventoryService(DriveService):
         return {"barcode": returned["barcode"], "status": "quarantine", "returned_at": returned_at,
                 "quarantine_until": release_at}
 
-    @timer("QUARANTINE_CHECK_SECONDS", 30)
+    @timer("QUARANTINE_CHECK_SECONDS")
     def release_from_quarantine(self):
         with self.db.begin():
-            for copy in shelves.due_from_quarantine(self.db, datetime.now(UTC)):
+            for copy in shelves.due_from_quarantine(self.db, now()):
                 self.outbox.publish(self.db, *shelves.free_copy(self.db, copy, "quarantine_over"))
 
     @route("GET", "/audit/holdings", roles=OPS, response=HoldingsSchema,
@@ -123,8 +125,7 @@ class InventoryService(DriveService):
     def _allocate(self, batch):
         if not batch:
             return
-        with self.db.begin():
-            fresh = first_deliveries(self.db, Inbox, batch)
+        with once_each(self.db, Inbox, batch) as fresh:
             outcomes = allocation.allocate(self.db, [
                 allocation.Request(e.data["reservation_id"], e.data["pickup_point"]["site"], e.data["lines"])
                 for e in fresh])
@@ -150,13 +151,13 @@ class InventoryService(DriveService):
 
     @event_handler("reservations", "reservation_collected")
     def on_reservation_collected(self, event):
-        with self.db.begin():
-            if first_delivery(self.db, Inbox, event):
+        with once(self.db, Inbox, event) as new:
+            if new:
                 shelves.lend(self.db, event.data["reservation_id"], event.data["loans"])
 
     def _close(self, event, why):
-        with self.db.begin():
-            if first_delivery(self.db, Inbox, event):
+        with once(self.db, Inbox, event) as new:
+            if new:
                 titles = [line["title_id"] for line in event.data["lines"]]
                 for type_, data in shelves.close(self.db, event.data["reservation_id"], titles, why):
                     self.outbox.publish(self.db, type_, data)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.common.batching import insert_new
+from services.common.database import insert_new
 from services.common.errors import Conflict, NotFound
 from services.inventory.models import ClosedReservation, Copy, CopyHistory, Title, WaitlistEntry
 

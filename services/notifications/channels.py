@@ -87,11 +87,11 @@ class FileSink:
 
 
 def build_channels(config: Any) -> dict[str, Channel]:
-    sink_dir = setting(config, "NOTIFY_FILE_SINK_DIR", "var/messages")
+    sink_dir = setting(config, "NOTIFY_FILE_SINK_DIR")
     smtp_host = setting(config, "SMTP_HOST")
     email: Channel = SmtpEmail(
-        smtp_host, setting(config, "SMTP_PORT", 25, int), setting(config, "NOTIFY_FROM", "drive@bibliotheque.example"),
-        setting(config, "SMTP_STARTTLS", False, bool), setting(config, "SMTP_USER"), setting(config, "SMTP_PASSWORD"),
+        smtp_host, setting(config, "SMTP_PORT"), setting(config, "NOTIFY_FROM"),
+        setting(config, "SMTP_STARTTLS"), setting(config, "SMTP_USER"), setting(config, "SMTP_PASSWORD"),
     ) if smtp_host else FileSink(sink_dir, "email")
     gateway = setting(config, "SMS_GATEWAY_URL")
     sms: Channel = (JsonSmsGateway(gateway, setting(config, "SMS_GATEWAY_TOKEN")) if gateway

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.reliability import InboxMixin, OutboxMixin, utcnow
+from services.common.clock import now
+from services.common.reliability import InboxMixin, OutboxMixin
 from services.common.types import UtcDateTime
 
 
@@ -32,7 +33,7 @@ class ContactRecord(Base):
     preferred_channel: Mapped[str] = mapped_column(String(10), default="email")
     language: Mapped[str] = mapped_column(String(2), default="fr")
     sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 class Delivery(Base):
@@ -59,10 +60,10 @@ class Delivery(Base):
     subject_key: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
     amends: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     held_for_quiet_hours: Mapped[bool] = mapped_column(Boolean, default=False)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
@@ -71,7 +72,7 @@ class ReservationState(Base):
 
     reservation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     status: Mapped[str] = mapped_column(String(20))
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 class CopyReturn(Base):

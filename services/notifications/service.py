@@ -1,23 +1,28 @@
 """Notifications: tells patrons what they need to know, by e-mail and SMS. Entrypoints only."""
 
-from datetime import UTC, datetime
 from functools import partial
 from time import monotonic
 
 from eventlet.greenpool import GreenPool
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
-from services.common.database import Database
-from services.common.errors import NotFound
-from services.common.http import route
-from services.common.messaging import event_handler
-from services.common.relay import OutboxRelay
-from services.common.reliability import first_delivery
-from services.common.service import DriveService
-from services.common.timers import timer
+from services.common import (
+    PATRON_OR_STAFF,
+    STAFF,
+    Configured,
+    Database,
+    DriveService,
+    NotFound,
+    OutboxRelay,
+    event_handler,
+    now,
+    once,
+    route,
+    timer,
+)
 from services.notifications import postroom
 from services.notifications.models import Base, ContactRecord, Delivery, Inbox, Outbox
-from services.notifications.policy import PostOfficeProvider
+from services.notifications.policy import PostOffice
 from services.notifications.schemas import (
     PATH_IDS,
     ContactRecordSchema,
@@ -26,13 +31,6 @@ from services.notifications.schemas import (
     DeliverySchema,
 )
 
-PATRON_OR_STAFF = ("patron", "staff")
-STAFF = ("staff",)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
 
 class NotificationsService(DriveService):
     name = "notifications"
@@ -40,7 +38,7 @@ class NotificationsService(DriveService):
 
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("notifications", Outbox)
-    office = PostOfficeProvider()
+    office = Configured(PostOffice)
 
     # --- contact details: they live here and nowhere else ----------------------------------------------
 
@@ -91,7 +89,7 @@ class NotificationsService(DriveService):
 
     # --- sending ---------------------------------------------------------------------------------------
 
-    @timer("NOTIFY_SEND_SECONDS", 0.5)
+    @timer("NOTIFY_SEND_SECONDS")
     def send_due(self):
         """Send what is due, batch after batch, until a batch is not full (all that was due is taken) or
         NOTIFY_SEND_MAX_SECONDS passed (the timer fires again at once), rather than one batch per tick: a burst is
@@ -174,6 +172,6 @@ class NotificationsService(DriveService):
         self._record(event)
 
     def _record(self, event):
-        with self.db.begin():
-            if first_delivery(self.db, Inbox, event):
+        with once(self.db, Inbox, event) as new:
+            if new:
                 postroom.record(self.db, self.outbox, self.office.templates, self.office.quiet, event, now())

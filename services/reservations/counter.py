@@ -9,7 +9,7 @@ from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.common.auth import Principal
-from services.common.batching import insert_new
+from services.common.database import insert_new
 from services.common.errors import Conflict, Invalid, NotFound
 from services.common.relay import Events
 from services.reservations import domain

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from services.common.reliability import InboxMixin, OutboxMixin, utcnow
+from services.common.clock import now
+from services.common.reliability import InboxMixin, OutboxMixin
 from services.common.types import UtcDateTime
 
 
@@ -64,7 +65,7 @@ class Reservation(Base):
     pickup_point_id: Mapped[str] = mapped_column(ForeignKey("pickup_points.id"), index=True)
     status: Mapped[str] = mapped_column(String(20))
     channel: Mapped[str] = mapped_column(String(20))
-    placed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     ready_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     pickup_deadline: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
@@ -130,7 +131,7 @@ class SuspensionRecord(Base):
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
     reason: Mapped[str] = mapped_column(String(500))
     created_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     resumed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
@@ -146,7 +147,7 @@ class DueDateShift(Base):
     fixed_date: Mapped[date | None] = mapped_column(Date, nullable=True)
     opening_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     undone_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
@@ -174,7 +175,7 @@ class ClosedDay(Base):
     day: Mapped[date] = mapped_column(Date, index=True)
     reason: Mapped[str] = mapped_column(String(300))
     created_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 class PickupSlot(Base):
@@ -207,7 +208,7 @@ class Appointment(Base):
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
     status: Mapped[str] = mapped_column(String(20), default="booked")  # booked, cancelled, moved
     booked_by: Mapped[str] = mapped_column(String(20))
-    booked_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    booked_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
@@ -229,7 +230,7 @@ class Selection(Base):
     documents: Mapped[int] = mapped_column(Integer)
     # requested, then prepared, nothing_available or cancelled
     status: Mapped[str] = mapped_column(String(20), default="requested")
-    requested_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     prepared_by: Mapped[str | None] = mapped_column(String(100), nullable=True)

@@ -1,18 +1,28 @@
 """Reservations: pickup points, reservations and their lines, loans and fines. Entrypoints only."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
-from services.common.batching import batch_event_handler, first_deliveries
-from services.common.database import Database
-from services.common.http import route
-from services.common.messaging import event_handler
-from services.common.relay import OutboxRelay
-from services.common.reliability import first_delivery
-from services.common.service import DriveService
-from services.common.timers import timer
+from services.common import (
+    ANYONE,
+    OPS,
+    PATRON_OR_STAFF,
+    STAFF,
+    TEAM,
+    Configured,
+    Database,
+    DriveService,
+    OutboxRelay,
+    batch_event_handler,
+    event_handler,
+    now,
+    once,
+    once_each,
+    route,
+    timer,
+)
 from services.reservations import (
     audit,
     calendars,
@@ -27,7 +37,7 @@ from services.reservations import (
     views,
 )
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
-from services.reservations.policy import ReservationsPolicy
+from services.reservations.policy import Policy
 from services.reservations.schemas import (
     PATH_IDS,
     AccountSchema,
@@ -63,15 +73,6 @@ from services.reservations.schemas import (
     SuspensionSchema,
 )
 
-ANYONE = ("patron", "staff", "analyst", "ops")
-PATRON_OR_STAFF = ("patron", "staff")
-STAFF = ("staff",)
-OPS = ("ops",)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
 
 class ReservationsService(DriveService):
     name = "reservations"
@@ -79,7 +80,7 @@ class ReservationsService(DriveService):
 
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("reservations", Outbox)
-    policy = ReservationsPolicy()
+    policy = Configured(Policy)
 
     @route("GET", "/pickup-points", roles=ANYONE, response=PickupPointSchema(many=True),
            summary="Where patrons can collect: counters, libraries, bibliobus stops")
@@ -153,12 +154,12 @@ class ReservationsService(DriveService):
         with self.db.begin():
             return views.account(self.db, card, self.policy, now())
 
-    @timer("EXPIRY_CHECK_SECONDS", 60)
+    @timer("EXPIRY_CHECK_SECONDS")
     def expire_uncollected(self):
         with self.db.begin():
             desk.expire_due(self.db, self.outbox, self.policy, now())
 
-    @timer("OVERDUE_CHECK_SECONDS", 300)
+    @timer("OVERDUE_CHECK_SECONDS")
     def remind_overdue(self):
         with self.db.begin():
             desk.remind_overdue(self.db, self.outbox, self.policy, now(), closures.suspensions(self.db))
@@ -243,7 +244,7 @@ class ReservationsService(DriveService):
             point = calendars.pickup_point(self.db, point_id)
             return counter.day_sheet(self.db, point, self.policy, query["day"], now())
 
-    @route("GET", "/stats", roles=("staff", "analyst"), query=DayRangeSchema, response=StatsSchema,
+    @route("GET", "/stats", roles=TEAM, query=DayRangeSchema, response=StatsSchema,
            summary="The figures per local day, pickup point and channel (placed, selections asked and prepared, "
                    "collections, no-shows, median times) and slot occupancy, for at most 366 days")
     def stats(self, request, principal, query):
@@ -431,12 +432,11 @@ class ReservationsService(DriveService):
         self._apply(event, lambda db, data: stops.record_switch(db, self.outbox, data, enabled=False))
 
     def _apply(self, event, effect):
-        with self.db.begin():
-            if first_delivery(self.db, Inbox, event):
+        with once(self.db, Inbox, event) as new:
+            if new:
                 effect(self.db, event.data)
 
     def _apply_batch(self, batch, effect):
-        with self.db.begin():
-            fresh = first_deliveries(self.db, Inbox, batch)
+        with once_each(self.db, Inbox, batch) as fresh:
             if fresh:
                 effect(self.db, [event.data for event in fresh])

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from services import configuration
+
 
 class PlainLoader(yaml.SafeLoader):
     """SafeLoader without the `${VAR}` substitution that nameko registers on SafeLoader itself (under
@@ -50,15 +52,17 @@ def nameko_target(name: str) -> tuple[Path, str]:
 
 
 def config_vars(config: Path) -> tuple[set[str], dict[str, str]]:
-    """Every environment variable the config reads, and top-level config key → the variable it is read from."""
+    """Every environment variable the service reads, and config key → the variable it is read from: config.yaml's,
+    and its settings tables' (a declared setting is read from the variable of its name)."""
     text = config.read_text()
-    top_level = {}
+    declared = {s.key for t in configuration.TABLES if t.scope in ("common", config.parent.name) for s in t}
+    top_level = {key: key for key in declared}
     for line in text.splitlines():
         key, _, value = line.partition(":")
         match = NAMEKO_ENV_VAR.search(value)
         if match and not line.startswith((" ", "#")):
             top_level[key] = match.group(1)
-    return set(NAMEKO_ENV_VAR.findall(text)), top_level
+    return set(NAMEKO_ENV_VAR.findall(text)) | declared, top_level
 
 
 def environment(name: str) -> dict[str, str]:

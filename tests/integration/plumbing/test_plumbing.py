@@ -304,3 +304,25 @@ def test_replay_leaves_a_dead_letter_whose_queue_is_gone(amqp_uri):
     assert replay(amqp_uri) == 0
     [dead] = list_dead_letters(amqp_uri)
     assert (dead.queue, dead.reason, dead.event_type) == (death["queue"], "rejected", "thing_happened")
+
+
+def test_drive_dead_letters_list_shows_a_real_dead_letter(service, amqp_uri, monkeypatch):
+    """The operator's command, run as they run it (AMQP_URI in the environment) on a letter the broker dead-lettered."""
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    poison = thing("poison", poison=True)
+    publish(amqp_uri, poison)
+    wait_for(lambda: queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 1, what="the poison dead-lettered")
+    monkeypatch.setenv("AMQP_URI", amqp_uri)
+    monkeypatch.setenv("COLUMNS", "400")  # one row per letter, nothing folded
+
+    result = CliRunner().invoke(app, ["dead-letters", "list"])
+
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "1 dead letter(s)" in result.output
+    [row] = [line for line in result.output.splitlines() if poison.id in line]
+    assert "delivery_limit" in row and HANDLER_QUEUE in row
+    assert datetime.now(UTC).strftime("%Y-%m-%d") in row, "the first death's time is shown"
+    assert queue_depth(amqp_uri, DEAD_LETTER_QUEUE) == 1, "listing must not consume"
