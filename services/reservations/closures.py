@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from services.common.auth import Principal
 from services.common.errors import Conflict, NotFound
 from services.common.relay import Events
+from services.reservations import domain
 from services.reservations.calendar import deadlines_on
 from services.reservations.calendars import EVERY_POINT, calendar_per_point
 from services.reservations.continuity import DueItem, Opening, Suspension, check_period, shift_due_dates
@@ -67,7 +68,7 @@ def resume(session: Session, events: Events, principal: Principal, now: datetime
 
 def _due_items(session: Session) -> tuple[list[DueItem], dict[str, Loan], dict[str, Reservation]]:
     loans = {ln.id: ln for ln in session.scalars(select(Loan).where(Loan.returned_at.is_(None)))}
-    ready = {r.id: r for r in session.scalars(select(Reservation).where(Reservation.status == "ready"))}
+    ready = {r.id: r for r in session.scalars(select(Reservation).where(Reservation.status.in_(domain.EXPIRABLE)))}
     items = [DueItem(f"loan:{k}", ln.patron, ln.due_at) for k, ln in loans.items()]
     items += [DueItem(f"reservation:{k}", r.patron, r.pickup_deadline) for k, r in ready.items()]
     return items, loans, ready
@@ -116,7 +117,7 @@ def move_off_closed_day(session: Session, events: Events, principal: Principal, 
     keeps its move."""
     after, until = deadlines_on(day, policy.tz)
     ready = (select(Reservation.id, Reservation.patron, Reservation.pickup_deadline, null(), PickupPoint)
-             .join(PickupPoint).where(Reservation.status == "ready", Reservation.pickup_deadline > after,
+             .join(PickupPoint).where(Reservation.status.in_(domain.EXPIRABLE), Reservation.pickup_deadline > after,
                                       Reservation.pickup_deadline <= until).order_by(Reservation.id))
     lent = (select(Loan.id, Loan.patron, Loan.due_at, Loan.title, PickupPoint)
             .join(Reservation, Reservation.id == Loan.reservation_id).join(PickupPoint)
@@ -145,7 +146,7 @@ def _move(session: Session, kind: str, item_id: str, previous: datetime, new: da
         query = update(Loan).where(Loan.id == item_id, Loan.returned_at.is_(None), Loan.due_at == previous)
         query = query.values(due_at=new)
     else:
-        query = update(Reservation).where(Reservation.id == item_id, Reservation.status == "ready",
+        query = update(Reservation).where(Reservation.id == item_id, Reservation.status.in_(domain.EXPIRABLE),
                                           Reservation.pickup_deadline == previous).values(pickup_deadline=new)
     return session.execute(query.execution_options(synchronize_session=False)).rowcount == 1
 
@@ -173,7 +174,7 @@ def _get(session: Session, kind: str, item_id: str) -> datetime | None:
         loan = session.get(Loan, item_id)
         return loan.due_at if loan and loan.returned_at is None else None
     reservation = session.get(Reservation, item_id)
-    return reservation.pickup_deadline if reservation and reservation.status == "ready" else None
+    return reservation.pickup_deadline if reservation and reservation.status in domain.EXPIRABLE else None
 
 
 def _set(session: Session, kind: str, item_id: str, when: datetime) -> None:

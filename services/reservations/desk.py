@@ -47,7 +47,7 @@ def held_materials(session: Session, card: str) -> list[str]:
                .where(loans.c.patron == card, loans.c.returned_at.is_(None)))
     # A selection asked for and not yet prepared holds its places too (as "selection": no material limit).
     asked = session.scalars(select(Selection.__table__.c.documents).where(
-        Selection.__table__.c.patron == card, Selection.__table__.c.status == "requested")).all()
+        Selection.__table__.c.patron == card, Selection.__table__.c.status.in_(domain.SELECTION_OPEN))).all()
     return list(session.scalars(union_all(reserved, on_loan))) + ["selection"] * sum(asked)
 
 
@@ -108,7 +108,7 @@ def make_ready(session: Session, events: Events, policy: Policy, reservation: Re
                principal: Principal, hold_shelf: str | None = None) -> None:
     domain.ensure_ready_to_prepare(reservation.status, [ln.status for ln in reservation.lines
                                                         if ln.status != "cancelled"])
-    counter.ensure_free_to_prepare(reservation.claimed_by, principal)
+    domain.ensure_free_to_prepare(reservation.claimed_by, principal.subject)
     visit = stops.assign_visit(session, reservation, now)
     reservation.status, reservation.ready_at = "ready", now
     reservation.hold_shelf = hold_shelf or domain.hold_shelf_for(reservation.patron)
@@ -161,18 +161,18 @@ def expire_due(session: Session, events: Events, policy: Policy, now: datetime, 
     """Ready reservations past their deadline. Each is claimed by a conditional update, so two replicas
     running this timer never expire (and announce) the same reservation twice. A deadline on a day the point
     has since closed moves to its next opening day instead."""
+    expirable = Reservation.status.in_(domain.EXPIRABLE)
     due = session.execute(select(Reservation.id, Reservation.pickup_deadline, PickupPoint).join(PickupPoint).where(
-        Reservation.status == "ready", Reservation.pickup_deadline < now).limit(limit)).all()
+        expirable, Reservation.pickup_deadline < now).limit(limit)).all()
     calendar = calendar_per_point(session, policy)
     expired = 0
     for reservation_id, deadline, point in due:
         moved = calendar(point).still_due(deadline)
         if moved > now:
-            session.execute(update(Reservation).where(Reservation.id == reservation_id, Reservation.status == "ready")
+            session.execute(update(Reservation).where(Reservation.id == reservation_id, expirable)
                             .values(pickup_deadline=moved).execution_options(synchronize_session=False))
             continue
-        claimed = session.execute(update(Reservation).where(
-            Reservation.id == reservation_id, Reservation.status == "ready")
+        claimed = session.execute(update(Reservation).where(Reservation.id == reservation_id, expirable)
             .values(status="expired", closed_at=now, closed_by="timer")
             .execution_options(synchronize_session=False)).rowcount
         if claimed != 1:

@@ -252,7 +252,7 @@ class ReservationsService(DriveService):
            summary="I am preparing this one (409 if another member of staff is)")
     def claim_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            counter.claim(self.db, Reservation, reservation_id, principal, now(), ("placed", "allocated"))
+            counter.claim(self.db, Reservation, reservation_id, principal, now(), domain.TO_PREPARE)
             return views.reservation_view(desk.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/release", roles=STAFF, response=ReservationSchema,
@@ -310,7 +310,7 @@ class ReservationsService(DriveService):
            summary="I am preparing this selection (409 if another member of staff is)")
     def claim_selection(self, request, principal, selection_id):
         with self.db.begin():
-            counter.claim(self.db, Selection, selection_id, principal, now(), selections.OPEN)
+            counter.claim(self.db, Selection, selection_id, principal, now(), domain.SELECTION_OPEN)
             return selections.selection_view(self.db, selections.find(self.db, selection_id, principal))
 
     @route("POST", "/selections/<selection_id>/release", roles=STAFF, response=SelectionSchema,

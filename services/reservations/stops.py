@@ -16,7 +16,7 @@ from services.reservations import domain
 from services.reservations.models import PickupPoint, Reservation
 from services.reservations.refs import line_ref, point_ref
 
-STOP = "bibliobus_stop"
+STOP = domain.BIBLIOBUS_STOP
 
 
 class StopNotYetKnown(Exception):
@@ -51,7 +51,7 @@ def _apply_state(session: Session, events: Events, point: PickupPoint, enabled: 
 def release_waiting(session: Session, events: Events, point: PickupPoint) -> int:
     """The stop is open: its waiting reservations go on to allocation (inventory takes it from there)."""
     waiting = session.scalars(select(Reservation).where(
-        Reservation.pickup_point_id == point.id, Reservation.status == "waiting_for_stop")
+        Reservation.pickup_point_id == point.id, Reservation.status.in_(domain.AWAITING_STOP))
         .order_by(Reservation.placed_at).with_for_update(of=Reservation)).all()
     for reservation in waiting:
         domain.ensure_transition(reservation.status, "placed")
@@ -78,7 +78,7 @@ def assign_visit(session: Session, reservation: Reservation, now: datetime) -> d
     session.refresh(point, with_for_update=True)
     taken = dict(session.execute(
         select(Reservation.visit_arrives_at, func.count()).where(
-            Reservation.pickup_point_id == point.id, Reservation.status.in_(("ready", "collected")),
+            Reservation.pickup_point_id == point.id, Reservation.status.in_(domain.IN_A_VISIT),
             Reservation.visit_arrives_at > now).group_by(Reservation.visit_arrives_at)).all())
     visit = domain.choose_visit(upcoming_visits(point.visits or [], now, point.timezone), taken,
                                 point.capacity_per_visit or 0)
