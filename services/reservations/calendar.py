@@ -107,6 +107,18 @@ class Calendar:
                 return day + timedelta(days=n)
         raise Invalid("the drive does not open in the coming year: check its opening hours", field="opening_hours")
 
+    def opening_days_after(self, day: date, count: int) -> list[date]:
+        """The first `count` opening days after `day`."""
+        found = []
+        while len(found) < count:
+            day = self.next_opening_day(day + timedelta(days=1))
+            found.append(day)
+        return found
+
+    def closing_on_or_after(self, day: date) -> datetime:
+        """The closing time of that day, or of the next opening day if the drive is closed then."""
+        return self.closing_time(self.next_opening_day(day))
+
     def closing_time(self, day: date) -> datetime:
         closes = self.hours[day.isoweekday()][-1][1]
         if closes == time.max:
@@ -119,7 +131,7 @@ class Calendar:
     def after_days(self, moment: datetime, days: int) -> datetime:
         """A deadline `days` after `moment`: closing time of that day, or of the next opening day if the drive
         is closed then (a pickup deadline or a due date never falls on a closed day)."""
-        return self.closing_time(self.next_opening_day(self.local_day(moment) + timedelta(days=days)))
+        return self.closing_on_or_after(self.local_day(moment) + timedelta(days=days))
 
     def deadline_day(self, deadline: datetime) -> date:
         """The day a deadline ends: a drive open until 24:00 ends its day at the next midnight."""
@@ -130,7 +142,7 @@ class Calendar:
         moves to the closing time of the next opening day. (Weekly hours and public holidays were known when it
         was set, so it never falls on them: that is not checked again.)"""
         day = self.deadline_day(deadline)
-        return self.closing_time(self.next_opening_day(day)) if day in self.closures else deadline
+        return self.closing_on_or_after(day) if day in self.closures else deadline
 
     def slots(self, first: date, last: date) -> list[Slot]:
         """Every slot of the opening days from `first` to `last` (both included); a slot ends inside its range."""

@@ -34,14 +34,23 @@ def during(column: ColumnElement, first: date, last: date, tz: ZoneInfo) -> Colu
                 column < datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz))
 
 
+def _closed_days(session: Session, point_ids: tuple[str, ...], policy: Policy, since: date | None) -> dict[date, str]:
+    since = since or (datetime.now(policy.tz).date() - timedelta(days=7))
+    return dict(session.execute(select(ClosedDay.day, ClosedDay.reason).where(
+        ClosedDay.pickup_point_id.in_(point_ids), ClosedDay.day >= since)).all())
+
+
 def calendar_of(session: Session, point: PickupPoint, policy: Policy, since: date | None = None) -> Calendar:
     """The point's calendar with the closures from `since` on (default: a week back)."""
-    since = since or (datetime.now(policy.tz).date() - timedelta(days=7))
-    closures = session.execute(select(ClosedDay.day, ClosedDay.reason).where(
-        ClosedDay.pickup_point_id.in_((point.id, EVERY_POINT)), ClosedDay.day >= since)).all()
     hours = parse_week(point.opening_hours) if point.opening_hours is not None else policy.default_hours
-    return Calendar(hours=hours, closures=dict(closures), zone=policy.zone,
-                    slot_minutes=point.slot_minutes or policy.slot_minutes)
+    return Calendar(hours=hours, closures=_closed_days(session, (point.id, EVERY_POINT), policy, since),
+                    zone=policy.zone, slot_minutes=point.slot_minutes or policy.slot_minutes)
+
+
+def network_calendar(session: Session, policy: Policy) -> Calendar:
+    """The network's opening days: the default hours, and the days closed at every point (`*`)."""
+    return Calendar(hours=policy.default_hours, closures=_closed_days(session, (EVERY_POINT,), policy, None),
+                    zone=policy.zone, slot_minutes=policy.slot_minutes)
 
 
 def calendar_per_point(session: Session, policy: Policy) -> Callable[[PickupPoint], Calendar]:

@@ -13,8 +13,8 @@ from services.common.errors import Conflict, NotFound
 from services.common.relay import Events
 from services.reservations import domain
 from services.reservations.calendar import deadlines_on
-from services.reservations.calendars import EVERY_POINT, calendar_per_point
-from services.reservations.continuity import DueItem, Opening, Suspension, check_period, shift_due_dates
+from services.reservations.calendars import EVERY_POINT, calendar_per_point, network_calendar
+from services.reservations.continuity import DueItem, Suspension, check_period, shift_due_dates
 from services.reservations.models import DueDateShift, Loan, PickupPoint, Reservation, ShiftedItem, SuspensionRecord
 from services.reservations.policy import Policy
 
@@ -67,17 +67,22 @@ def resume(session: Session, events: Events, principal: Principal, now: datetime
 
 
 def _due_items(session: Session) -> tuple[list[DueItem], dict[str, Loan], dict[str, Reservation]]:
-    loans = {ln.id: ln for ln in session.scalars(select(Loan).where(Loan.returned_at.is_(None)))}
+    lent = session.execute(select(Loan, Reservation.pickup_point_id).join(
+        Reservation, Reservation.id == Loan.reservation_id).where(Loan.returned_at.is_(None))).all()
+    loans = {ln.id: ln for ln, _ in lent}
     ready = {r.id: r for r in session.scalars(select(Reservation).where(Reservation.status.in_(domain.EXPIRABLE)))}
-    items = [DueItem(f"loan:{k}", ln.patron, ln.due_at) for k, ln in loans.items()]
-    items += [DueItem(f"reservation:{k}", r.patron, r.pickup_deadline) for k, r in ready.items()]
+    items = [DueItem(f"loan:{ln.id}", ln.patron, ln.due_at, point) for ln, point in lent]
+    items += [DueItem(f"reservation:{k}", r.patron, r.pickup_deadline, r.pickup_point_id) for k, r in ready.items()]
     return items, loans, ready
 
 
-def preview(session: Session, closed_from: datetime, closed_until: datetime, rule: str, opening: Opening,
+def preview(session: Session, closed_from: datetime, closed_until: datetime, rule: str, policy: Policy,
             fixed: date | None, spread_days: int) -> list[dict]:
+    """What a shift would change: the dates due inside the closure, onto the opening days of each point."""
     items, loans, ready = _due_items(session)
-    moved = shift_due_dates(items, closed_from, closed_until, rule, opening, fixed, spread_days)
+    per_point = calendar_per_point(session, policy)
+    moved = shift_due_dates(items, closed_from, closed_until, rule, network_calendar(session, policy), fixed,
+                            spread_days, lambda point_id: per_point(session.get(PickupPoint, point_id)))
     changes = []
     for key, new in sorted(moved.items(), key=lambda kv: (kv[1], kv[0])):
         kind, _, item_id = key.partition(":")

@@ -7,7 +7,6 @@ from nameko.extensions import DependencyProvider
 
 from services.common.settings import setting
 from services.reservations.calendar import parse_ranges
-from services.reservations.continuity import Opening
 from services.reservations.domain import FinePolicy, Quota, parse_material_limits, parse_steps
 
 
@@ -22,12 +21,13 @@ class Policy:
         self.reminder_steps = parse_steps(setting(config, "REMINDER_STEPS_DAYS", "1,7,21"))
         self.grace_days = setting(config, "GRACE_DAYS_AFTER_SUSPENSION", 14, int)
         self.reminders_per_run = setting(config, "OVERDUE_REMINDERS_PER_RUN", 200, int)
+        # The days the network opens (1 = Monday), public holidays aside.
         weekdays = setting(config, "OPENING_WEEKDAYS", "2,3,4,5,6")
-        self.opening = Opening(weekdays=frozenset(int(d) for d in weekdays.split(",") if d.strip()))
+        self.opening_weekdays = frozenset(int(d) for d in weekdays.split(",") if d.strip())
         self.max_titles = self.quota.max_items
         # The drive calendar of a pickup point that has no hours of its own, and its appointment slots.
         ranges = [r.strip() for r in setting(config, "DRIVE_OPENING_HOURS", "10:00-12:30,14:00-18:00").split(",")]
-        self.default_hours = {day: parse_ranges(ranges) for day in self.opening.weekdays}
+        self.default_hours = {day: parse_ranges(ranges) for day in self.opening_weekdays}
         self.zone = setting(config, "DRIVE_TIMEZONE", "Europe/Paris")
         self.tz = ZoneInfo(self.zone)
         self.slot_minutes = setting(config, "SLOT_MINUTES", 15, int)

@@ -397,7 +397,7 @@ class ReservationsService(DriveService):
 
     def _shift_changes(self, body):
         return closures.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
-                                self.policy.opening, body["fixed_date"], body["opening_days"])
+                                self.policy, body["fixed_date"], body["opening_days"])
 
     # The hot path: inventory's answers to placements, many per transaction (services.common.batching).
     @batch_event_handler("inventory", "items_allocated")

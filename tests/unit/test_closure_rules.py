@@ -7,7 +7,7 @@ import pytest
 
 from services.common.errors import Invalid
 from services.reservations.calendar import Calendar, deadlines_on, parse_week
-from services.reservations.continuity import DueItem, Opening, check_period, shift_due_dates
+from services.reservations.continuity import DueItem, check_period, shift_due_dates
 
 PARIS = ZoneInfo("Europe/Paris")
 WEEK = parse_week({day: ["10:00-12:30", "14:00-18:00"]
@@ -61,10 +61,10 @@ def test_a_closure_that_ends_before_it_starts_is_refused():
     for until in (start - timedelta(days=3), start):
         for rule, fixed in (("spread", None), ("fixed", date(2026, 5, 12))):
             with pytest.raises(Invalid) as refused:
-                shift_due_dates(items, start, until, rule, Opening(), fixed, 2)
+                shift_due_dates(items, start, until, rule, Calendar(WEEK), fixed, 2)
             assert refused.value.details == {"field": "closed_until"}
         with pytest.raises(Invalid) as refused:
             check_period(start, until)
         assert refused.value.details == {"field": "until"}
-    assert shift_due_dates(items, start, start + timedelta(days=7), "spread", Opening()) == {
-        "loan:1": Opening().closing_time(date(2026, 3, 24))}
+    assert shift_due_dates(items, start, start + timedelta(days=7), "spread", Calendar(WEEK)) == {
+        "loan:1": at(date(2026, 3, 24), 18)}
