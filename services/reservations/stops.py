@@ -10,11 +10,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.bibliobus.schedule import upcoming_visits
 from services.common.relay import Events
 from services.reservations import domain
 from services.reservations.models import PickupPoint, Reservation
 from services.reservations.refs import line_ref, point_ref
+from services.visits import upcoming_visits
 
 STOP = domain.BIBLIOBUS_STOP
 

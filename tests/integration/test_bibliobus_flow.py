@@ -3,7 +3,7 @@ opens, get the next visit with room when made ready, and the manifest lists them
 
 from datetime import UTC, datetime
 
-from services.bibliobus.schedule import upcoming_visits
+from services.visits import upcoming_visits
 from tests.helpers import wait_for
 from tests.integration.test_bibliobus_api import RULE, add_stop, daily_visits
 from tests.integration.test_drive_flow import catalogue
