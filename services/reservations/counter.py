@@ -1,5 +1,5 @@
-"""The counter's day: appointment slots and their bookings, the day sheet, who prepares what (claims), and the
-patron's "I'm here". Inside the caller's transaction; every change writes its event to the outbox with it."""
+"""The counter's day: appointment slots and their bookings, the day sheet, and the patron's "I'm here". Inside
+the caller's transaction; every change writes its event to the outbox with it."""
 
 import uuid
 from datetime import date, datetime, time, timedelta
@@ -141,40 +141,6 @@ def drive_closed(session: Session, events: Events, point_id: str, day: date, pol
     for appointment in found:
         _give_back(session, events, appointment, "drive_closed", "staff", now)
     return len(found)
-
-
-# --- who prepares what ------------------------------------------------------------------------------------
-
-def claim(session: Session, model: type, item_id: str, principal: Principal, now: datetime,
-          open_statuses: tuple[str, ...]) -> None:
-    """Take a reservation or a selection to prepare: one conditional update, so two members of staff who
-    claim at once cannot both get it."""
-    table = model.__table__
-    taken = session.execute(update(table).where(
-        table.c.id == item_id, table.c.status.in_(open_statuses),
-        or_(table.c.claimed_by.is_(None), table.c.claimed_by == principal.subject))
-        .values(claimed_by=principal.subject, claimed_at=now)).rowcount
-    if taken != 1:
-        _refuse(session, model, item_id, "claim")
-
-
-def release(session: Session, model: type, item_id: str, principal: Principal) -> None:
-    table = model.__table__
-    released = session.execute(update(table).where(
-        table.c.id == item_id, or_(table.c.claimed_by.is_(None), table.c.claimed_by == principal.subject))
-        .values(claimed_by=None, claimed_at=None)).rowcount
-    if released != 1:
-        _refuse(session, model, item_id, "release")
-
-
-def _refuse(session: Session, model: type, item_id: str, what: str) -> None:
-    row = session.get(model, item_id, populate_existing=True)
-    kind = model.__tablename__.rstrip("s")
-    if row is None:
-        raise NotFound(f"no {kind} {item_id}", id=item_id)
-    if row.claimed_by:
-        raise Conflict(f"{row.claimed_by} is preparing this {kind}", claimed_by=row.claimed_by)
-    raise Conflict(f"a {kind} that is {row.status} cannot be {what}ed", status=row.status)
 
 
 # --- "I'm here" -------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from services.common.timers import timer
 from services.reservations import (
     audit,
     calendars,
+    claims,
     closures,
     counter,
     desk,
@@ -252,14 +253,14 @@ class ReservationsService(DriveService):
            summary="I am preparing this one (409 if another member of staff is)")
     def claim_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            counter.claim(self.db, Reservation, reservation_id, principal, now(), domain.TO_PREPARE)
+            claims.claim(self.db, Reservation, reservation_id, principal, now(), domain.TO_PREPARE)
             return views.reservation_view(desk.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/release", roles=STAFF, response=ReservationSchema,
            summary="Stop preparing it: another member of staff may take it")
     def release_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            counter.release(self.db, Reservation, reservation_id, principal)
+            claims.release(self.db, Reservation, reservation_id, principal)
             return views.reservation_view(desk.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/arrived", roles=PATRON_OR_STAFF, response=ReservationSchema,
@@ -310,14 +311,14 @@ class ReservationsService(DriveService):
            summary="I am preparing this selection (409 if another member of staff is)")
     def claim_selection(self, request, principal, selection_id):
         with self.db.begin():
-            counter.claim(self.db, Selection, selection_id, principal, now(), domain.SELECTION_OPEN)
+            claims.claim(self.db, Selection, selection_id, principal, now(), domain.SELECTION_OPEN)
             return selections.selection_view(self.db, selections.find(self.db, selection_id, principal))
 
     @route("POST", "/selections/<selection_id>/release", roles=STAFF, response=SelectionSchema,
            summary="Stop preparing this selection")
     def release_selection(self, request, principal, selection_id):
         with self.db.begin():
-            counter.release(self.db, Selection, selection_id, principal)
+            claims.release(self.db, Selection, selection_id, principal)
             return selections.selection_view(self.db, selections.find(self.db, selection_id, principal))
 
     @route("POST", "/selections/<selection_id>/prepare", roles=STAFF, body=PrepareSelectionSchema,
