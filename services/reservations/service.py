@@ -22,9 +22,10 @@ from services.reservations import (
     desk,
     domain,
     figures,
+    from_bibliobus,
     intake,
     selections,
-    stops,
+    suspensions,
     views,
 )
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
@@ -160,7 +161,7 @@ class ReservationsService(DriveService):
     @timer("OVERDUE_CHECK_SECONDS", 300)
     def remind_overdue(self):
         with self.db.begin():
-            desk.remind_overdue(self.db, self.events, self.policy, now(), closures.suspensions(self.db))
+            desk.remind_overdue(self.db, self.events, self.policy, now(), suspensions.as_run(self.db))
 
     # --- the counter's day: calendar, slots and appointments, day sheet, claims, arrivals ------------------
 
@@ -344,20 +345,20 @@ class ReservationsService(DriveService):
            summary="Whether overdue reminders and fines are suspended, and the suspensions so far")
     def get_continuity(self, request, principal):
         with self.db.begin():
-            return closures.continuity_view(self.db, now(), self.policy.grace_days)
+            return suspensions.continuity_view(self.db, now(), self.policy.grace_days)
 
     @route("POST", "/continuity/suspensions", roles=STAFF, body=SuspendSchema, response=SuspensionSchema,
            status=201, summary="Suspend overdue reminders and fines from a date until a date, with a reason")
     def suspend(self, request, principal, body):
         with self.db.begin():
-            return closures.suspend(self.db, self.events, principal, body["starts_at"], body["ends_at"],
+            return suspensions.suspend(self.db, self.events, principal, body["starts_at"], body["ends_at"],
                                     body["reason"], now(), self.policy.grace_days)
 
     @route("POST", "/continuity/resume", roles=STAFF, response=SuspensionSchema,
            summary="End the current suspension now")
     def resume(self, request, principal):
         with self.db.begin():
-            return closures.resume(self.db, self.events, principal, now(), self.policy.grace_days)
+            return suspensions.resume(self.db, self.events, principal, now(), self.policy.grace_days)
 
     @route("POST", "/due-date-shifts/preview", roles=STAFF, body=ShiftRequestSchema, response=ShiftSchema,
            summary="What moving due dates and pickup deadlines off a closure would change (changes nothing)")
@@ -419,15 +420,15 @@ class ReservationsService(DriveService):
 
     @event_handler("bibliobus", "stop_registered")
     def on_stop_registered(self, event):
-        self._apply(event, lambda db, data: stops.record_stop(db, self.events, data))
+        self._apply(event, lambda db, data: from_bibliobus.record_stop(db, self.events, data))
 
     @event_handler("bibliobus", "stop_enabled")
     def on_stop_enabled(self, event):
-        self._apply(event, lambda db, data: stops.record_switch(db, self.events, data, enabled=True))
+        self._apply(event, lambda db, data: from_bibliobus.record_switch(db, self.events, data, enabled=True))
 
     @event_handler("bibliobus", "stop_disabled")
     def on_stop_disabled(self, event):
-        self._apply(event, lambda db, data: stops.record_switch(db, self.events, data, enabled=False))
+        self._apply(event, lambda db, data: from_bibliobus.record_switch(db, self.events, data, enabled=False))
 
     def _apply(self, event, effect):
         with self.db.begin():

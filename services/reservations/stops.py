@@ -1,9 +1,6 @@
-"""Bibliobus stops as pickup points, inside the caller's transaction: the replica kept from bibliobus's
-events, reservations that wait for their stop to open, and the visit that carries a ready reservation.
-
-Stop events travel on three queues and may be handled out of order: each carries the stop's revision, and
-only a newer one changes the open/closed state (a description is always taken: only stop_registered has one).
-"""
+"""Bibliobus stops as pickup points, inside the caller's transaction: reservations that wait for their stop to
+open, a placement at a stop, and the visit that carries a ready reservation (`services.visits`, the contract).
+The stops themselves are kept from bibliobus's events by `from_bibliobus`."""
 
 from datetime import datetime
 
@@ -17,35 +14,6 @@ from services.reservations.refs import line_ref, point_ref
 from services.visits import upcoming_visits
 
 STOP = domain.BIBLIOBUS_STOP
-
-
-class StopNotYetKnown(Exception):
-    """stop_enabled overtook the stop's stop_registered: a retry finds it (no PermanentFailure)."""
-
-
-def record_stop(session: Session, events: Events, data: dict) -> None:
-    point = session.get(PickupPoint, data["stop_id"], with_for_update=True)
-    if point is None:
-        point = PickupPoint(id=data["stop_id"], kind=STOP, active=True, revision=0)
-        session.add(point)
-    for key in ("name", "site", "district", "visits", "timezone", "capacity_per_visit"):
-        setattr(point, key, data[key])
-    _apply_state(session, events, point, data["enabled"], data["revision"])
-
-
-def record_switch(session: Session, events: Events, data: dict, enabled: bool) -> None:
-    point = session.get(PickupPoint, data["stop_id"], with_for_update=True)
-    if point is None:
-        raise StopNotYetKnown(f"stop {data['stop_id']} is not known yet")
-    _apply_state(session, events, point, enabled, data["revision"])
-
-
-def _apply_state(session: Session, events: Events, point: PickupPoint, enabled: bool, revision: int) -> None:
-    if revision > (point.revision or 0):
-        point.enabled, point.revision = enabled, revision
-    session.flush()
-    if point.enabled:
-        release_waiting(session, events, point)
 
 
 def release_waiting(session: Session, events: Events, point: PickupPoint) -> int:

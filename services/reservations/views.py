@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.errors import NotFound
-from services.reservations import closures, domain
+from services.reservations import domain, suspensions
 from services.reservations.continuity import Suspension
 from services.reservations.desk import point_ref
 from services.reservations.models import Line, Loan, PickupPoint, Reservation
@@ -70,7 +70,7 @@ def loan_view(loan: Loan, policy: Policy, now: datetime, suspensions: Sequence[S
 
 def patron_loans(session: Session, card: str, policy: Policy, now: datetime) -> list[dict]:
     loans = session.scalars(select(Loan).where(Loan.patron == card).order_by(Loan.started_at.desc())).all()
-    suspended = closures.suspensions(session)
+    suspended = suspensions.as_run(session)
     return [loan_view(loan, policy, now, suspended) for loan in loans]
 
 
