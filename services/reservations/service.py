@@ -23,7 +23,7 @@ from services.reservations import (
     domain,
     figures,
     from_bibliobus,
-    intake,
+    from_inventory,
     selections,
     suspensions,
     views,
@@ -404,19 +404,19 @@ class ReservationsService(DriveService):
     # The hot path: inventory's answers to placements, many per transaction (services.common.batching).
     @batch_event_handler("inventory", "items_allocated")
     def on_items_allocated(self, events):
-        self._apply_batch(events, intake.record_allocation)
+        self._apply_batch(events, from_inventory.record_allocation)
 
     @batch_event_handler("inventory", "items_unavailable")
     def on_items_unavailable(self, events):
-        self._apply_batch(events, intake.record_waiting)
+        self._apply_batch(events, from_inventory.record_waiting)
 
     @event_handler("inventory", "item_returned")
     def on_item_returned(self, event):
-        self._apply(event, intake.record_return)
+        self._apply(event, from_inventory.record_return)
 
     @event_handler("inventory", "title_catalogued")
     def on_title_catalogued(self, event):
-        self._apply(event, intake.record_title)
+        self._apply(event, from_inventory.record_title)
 
     @event_handler("bibliobus", "stop_registered")
     def on_stop_registered(self, event):
