@@ -8,11 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.relay import Events
-from services.reservations import desk, domain
+from services.reservations import circulation, domain
 from services.reservations.models import Line, Reservation
 
-ANNOUNCE = {"reservation_placed": desk.placement, "reservation_cancelled": desk.cancellation,
-            "reservation_expired": desk.expiry}
+ANNOUNCE = {"reservation_placed": circulation.placement, "reservation_cancelled": circulation.cancellation,
+            "reservation_expired": circulation.expiry}
 
 
 def open_lines(session: Session, now: datetime, stuck_after_seconds: float) -> dict:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from services.common.auth import Principal
 from services.common.errors import NotFound
 from services.common.relay import Events
-from services.reservations import desk, domain
+from services.reservations import circulation, domain
 from services.reservations.calendars import pickup_point
 from services.reservations.models import CatalogueTitle, Reservation, Selection
 from services.reservations.policy import Policy
@@ -24,8 +24,8 @@ def request(session: Session, events: Events, policy: Policy, principal: Princip
     principal.require_card(card)
     domain.check_audience(body["audience"], body.get("age_min"), body.get("age_max"))
     point = pickup_point(session, body["pickup_point"])
-    desk.lock_card(session, card)
-    policy.quota.check_selection(len(desk.held_materials(session, card)), body["documents"])
+    circulation.lock_card(session, card)
+    policy.quota.check_selection(len(circulation.held_materials(session, card)), body["documents"])
     selection = Selection(id=str(uuid.uuid4()), patron=card, pickup_point_id=point.id, channel=channel,
                           tastes=body["tastes"].strip(), audience=body["audience"], age_min=body.get("age_min"),
                           age_max=body.get("age_max"), kinds=sorted(set(body["kinds"])), documents=body["documents"],
@@ -68,7 +68,7 @@ def prepare(session: Session, events: Events, policy: Policy, principal: Princip
                                        .where(CatalogueTitle.id.in_(title_ids))).all())
     domain.check_choice(title_ids, selection.documents, material_of, selection.kinds)
     _close(session, selection, "prepared", principal, note, now)  # before placing: its places go to the lines
-    reservation = desk.place(session, events, policy, principal, selection.patron, selection.pickup_point_id,
+    reservation = circulation.place(session, events, policy, principal, selection.patron, selection.pickup_point_id,
                              title_ids, selection.channel, selection_id=selection.id)
     selection.reservation_id = reservation.id
     _announce(session, events, selection, len(title_ids))

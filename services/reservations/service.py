@@ -16,10 +16,10 @@ from services.common.timers import timer
 from services.reservations import (
     audit,
     calendars,
+    circulation,
     claims,
     closures,
     counter,
-    desk,
     domain,
     figures,
     from_bibliobus,
@@ -92,7 +92,7 @@ class ReservationsService(DriveService):
     def place_reservation(self, request, principal, body):
         channel = domain.channel_for(body["channel"], principal.is_staff)
         with self.db.begin():
-            reservation = desk.place(self.db, self.events, self.policy, principal, body["patron"],
+            reservation = circulation.place(self.db, self.events, self.policy, principal, body["patron"],
                                      body["pickup_point"], body["titles"], channel)
             return views.reservation_view(reservation)
 
@@ -100,7 +100,7 @@ class ReservationsService(DriveService):
            summary="A reservation with its lines and their copies")
     def get_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            return views.reservation_view(desk.find(self.db, reservation_id, principal))
+            return views.reservation_view(circulation.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/ready", roles=STAFF, body=ReadySchema, optional_body=True,
            response=ReservationSchema, summary="Prepared: waiting on the hold shelf until the pickup deadline "
@@ -108,8 +108,8 @@ class ReservationsService(DriveService):
     def mark_ready(self, request, principal, reservation_id, body):
         with self.db.begin():
             calendars.hold_closures(self.db)  # before the reservation's row, in the order a closure takes them
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
+            circulation.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
 
     @route("POST", "/reservations/<reservation_id>/collect", roles=STAFF, response=ReservationSchema,
@@ -117,16 +117,16 @@ class ReservationsService(DriveService):
     def collect(self, request, principal, reservation_id):
         with self.db.begin():
             calendars.hold_closures(self.db)  # the due dates it sets, as for a pickup deadline
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.collect(self.db, self.events, self.policy, reservation, now())
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
+            circulation.collect(self.db, self.events, self.policy, reservation, now())
             return views.reservation_view(reservation)
 
     @route("POST", "/reservations/<reservation_id>/cancel", roles=PATRON_OR_STAFF, response=ReservationSchema,
            summary="Cancel before collection: the copies go back")
     def cancel(self, request, principal, reservation_id):
         with self.db.begin():
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.cancel(self.db, self.events, reservation, "staff" if principal.is_staff else "patron", now())
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
+            circulation.cancel(self.db, self.events, reservation, "staff" if principal.is_staff else "patron", now())
             return views.reservation_view(reservation)
 
     @route("GET", "/pickup-points/<point_id>/preparation-list", roles=STAFF, response=PreparationListSchema,
@@ -156,12 +156,12 @@ class ReservationsService(DriveService):
     @timer("EXPIRY_CHECK_SECONDS", 60)
     def expire_uncollected(self):
         with self.db.begin():
-            desk.expire_due(self.db, self.events, self.policy, now())
+            circulation.expire_due(self.db, self.events, self.policy, now())
 
     @timer("OVERDUE_CHECK_SECONDS", 300)
     def remind_overdue(self):
         with self.db.begin():
-            desk.remind_overdue(self.db, self.events, self.policy, now(), suspensions.as_run(self.db))
+            circulation.remind_overdue(self.db, self.events, self.policy, now(), suspensions.as_run(self.db))
 
     # --- the counter's day: calendar, slots and appointments, day sheet, claims, arrivals ------------------
 
@@ -220,20 +220,20 @@ class ReservationsService(DriveService):
            response=AppointmentSchema, summary="Book a slot to collect a ready reservation, or move the booking")
     def book_slot(self, request, principal, reservation_id, body):
         with self.db.begin():
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
             return counter.book(self.db, self.events, self.policy, principal, reservation, body["starts_at"], now())
 
     @route("GET", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, response=AppointmentSchema,
            summary="The slot booked to collect a reservation")
     def get_appointment(self, request, principal, reservation_id):
         with self.db.begin():
-            return counter.appointment_of(self.db, desk.find(self.db, reservation_id, principal))
+            return counter.appointment_of(self.db, circulation.find(self.db, reservation_id, principal))
 
     @route("DELETE", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF,
            response=AppointmentSchema, summary="Give the slot back (the reservation still waits until its deadline)")
     def cancel_slot(self, request, principal, reservation_id):
         with self.db.begin():
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
             return counter.cancel_booking(self.db, self.events, principal, reservation, now())
 
     @route("GET", "/pickup-points/<point_id>/day-sheet", roles=STAFF, query=DaySchema, response=DaySheetSchema,
@@ -255,20 +255,20 @@ class ReservationsService(DriveService):
     def claim_reservation(self, request, principal, reservation_id):
         with self.db.begin():
             claims.claim(self.db, Reservation, reservation_id, principal, now(), domain.TO_PREPARE)
-            return views.reservation_view(desk.find(self.db, reservation_id, principal))
+            return views.reservation_view(circulation.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/release", roles=STAFF, response=ReservationSchema,
            summary="Stop preparing it: another member of staff may take it")
     def release_reservation(self, request, principal, reservation_id):
         with self.db.begin():
             claims.release(self.db, Reservation, reservation_id, principal)
-            return views.reservation_view(desk.find(self.db, reservation_id, principal))
+            return views.reservation_view(circulation.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/arrived", roles=PATRON_OR_STAFF, response=ReservationSchema,
            summary="\"I'm here\": the patron waits outside the counter (patron_arrived tells the staff app)")
     def patron_arrived(self, request, principal, reservation_id):
         with self.db.begin():
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
             counter.arrived(self.db, self.events, self.policy, principal, reservation, now())
             return views.reservation_view(reservation)
 

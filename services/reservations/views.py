@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from services.common.errors import NotFound
 from services.reservations import domain, suspensions
+from services.reservations.circulation import point_ref
 from services.reservations.continuity import Suspension
-from services.reservations.desk import point_ref
 from services.reservations.models import Line, Loan, PickupPoint, Reservation
 from services.reservations.policy import Policy
 
