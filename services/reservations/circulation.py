@@ -12,7 +12,7 @@ from services.common.auth import Principal
 from services.common.database import is_postgres
 from services.common.errors import Invalid, NotFound
 from services.common.relay import Events
-from services.reservations import counter, domain, stops
+from services.reservations import appointments, domain, stops
 from services.reservations.calendars import calendar_of, calendar_per_point
 from services.reservations.continuity import Suspension
 from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation, Selection
@@ -125,7 +125,7 @@ def make_ready(session: Session, events: Events, policy: Policy, reservation: Re
 def collect(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime) -> None:
     domain.ensure_transition(reservation.status, "collected")
     reservation.status, reservation.closed_at, reservation.closed_by = "collected", now, "staff"
-    counter.reservation_closed(session, events, reservation, now)
+    appointments.reservation_closed(session, events, reservation, now)
     due = calendar_of(session, reservation.pickup_point, policy).after_days(now, policy.loan_days)
     loans = []
     for line in reservation.lines:
@@ -146,7 +146,7 @@ def collect(session: Session, events: Events, policy: Policy, reservation: Reser
 def cancel(session: Session, events: Events, reservation: Reservation, by: str, now: datetime) -> None:
     domain.ensure_transition(reservation.status, "cancelled")
     _close(reservation, "cancelled", by, now)
-    counter.reservation_closed(session, events, reservation, now)
+    appointments.reservation_closed(session, events, reservation, now)
     events.publish(session, "reservation_cancelled", cancellation(reservation))
 
 
@@ -179,7 +179,7 @@ def expire_due(session: Session, events: Events, policy: Policy, now: datetime, 
             continue
         reservation = session.get(Reservation, reservation_id, populate_existing=True)
         _close(reservation, "expired", "timer", now)
-        counter.reservation_closed(session, events, reservation, now)
+        appointments.reservation_closed(session, events, reservation, now)
         events.publish(session, "reservation_expired", expiry(reservation))
         expired += 1
     return expired

@@ -14,12 +14,12 @@ from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
 from services.reservations import (
+    appointments,
     audit,
     calendars,
     circulation,
     claims,
     closures,
-    counter,
     domain,
     figures,
     from_bibliobus,
@@ -196,7 +196,7 @@ class ReservationsService(DriveService):
                                          now().astimezone(self.policy.tz).date())
             # Shown in the answer only (not columns): the appointments of that day given back, and the
             # deadlines and due dates moved off it, just now.
-            closed.appointments_cancelled = counter.drive_closed(self.db, self.events, closed.pickup_point_id,
+            closed.appointments_cancelled = appointments.drive_closed(self.db, self.events, closed.pickup_point_id,
                                                                  closed.day, self.policy, now())
             moved = closures.move_off_closed_day(self.db, self.events, principal, closed.pickup_point_id,
                                                  closed.day, self.policy, now())
@@ -214,34 +214,35 @@ class ReservationsService(DriveService):
     def list_slots(self, request, principal, point_id, query):
         with self.db.begin():
             point = calendars.pickup_point(self.db, point_id)
-            return counter.slots(self.db, point, self.policy, query["first"], query["last"], now())
+            return appointments.slots(self.db, point, self.policy, query["first"], query["last"], now())
 
     @route("PUT", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, body=BookSlotSchema,
            response=AppointmentSchema, summary="Book a slot to collect a ready reservation, or move the booking")
     def book_slot(self, request, principal, reservation_id, body):
         with self.db.begin():
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
-            return counter.book(self.db, self.events, self.policy, principal, reservation, body["starts_at"], now())
+            return appointments.book(self.db, self.events, self.policy, principal, reservation, body["starts_at"],
+                                     now())
 
     @route("GET", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, response=AppointmentSchema,
            summary="The slot booked to collect a reservation")
     def get_appointment(self, request, principal, reservation_id):
         with self.db.begin():
-            return counter.appointment_of(self.db, circulation.find(self.db, reservation_id, principal))
+            return appointments.appointment_of(self.db, circulation.find(self.db, reservation_id, principal))
 
     @route("DELETE", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF,
            response=AppointmentSchema, summary="Give the slot back (the reservation still waits until its deadline)")
     def cancel_slot(self, request, principal, reservation_id):
         with self.db.begin():
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
-            return counter.cancel_booking(self.db, self.events, principal, reservation, now())
+            return appointments.cancel_booking(self.db, self.events, principal, reservation, now())
 
     @route("GET", "/pickup-points/<point_id>/day-sheet", roles=STAFF, query=DaySchema, response=DaySheetSchema,
            summary="The counter's day: per slot, what to hand over and where it waits; walk-ins; who is outside")
     def day_sheet(self, request, principal, point_id, query):
         with self.db.begin():
             point = calendars.pickup_point(self.db, point_id)
-            return counter.day_sheet(self.db, point, self.policy, query["day"], now())
+            return appointments.day_sheet(self.db, point, self.policy, query["day"], now())
 
     @route("GET", "/stats", roles=("staff", "analyst"), query=DayRangeSchema, response=StatsSchema,
            summary="The figures per local day, pickup point and channel (placed, selections asked and prepared, "
@@ -269,7 +270,7 @@ class ReservationsService(DriveService):
     def patron_arrived(self, request, principal, reservation_id):
         with self.db.begin():
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
-            counter.arrived(self.db, self.events, self.policy, principal, reservation, now())
+            appointments.arrived(self.db, self.events, self.policy, principal, reservation, now())
             return views.reservation_view(reservation)
 
     # --- selections: prepared by staff from a patron's tastes --------------------------------------------
