@@ -13,9 +13,9 @@ from services.common.database import is_postgres
 from services.common.errors import Invalid, NotFound
 from services.common.relay import Events
 from services.reservations import appointments, domain, stops
-from services.reservations.calendars import calendar_of, calendar_per_point
 from services.reservations.continuity import Suspension
 from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation, Selection
+from services.reservations.pickup_points import calendar_of, calendar_per_point
 from services.reservations.policy import Policy
 from services.reservations.refs import line_ref, point_ref
 

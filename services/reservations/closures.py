@@ -13,9 +13,9 @@ from services.common.errors import Conflict, NotFound
 from services.common.relay import Events
 from services.reservations import domain
 from services.reservations.calendar import deadlines_on
-from services.reservations.calendars import EVERY_POINT, calendar_per_point, network_calendar
 from services.reservations.continuity import DueItem, shift_due_dates
 from services.reservations.models import DueDateShift, Loan, PickupPoint, Reservation, ShiftedItem
+from services.reservations.pickup_points import EVERY_POINT, calendar_per_point, network_calendar
 from services.reservations.policy import Policy
 
 

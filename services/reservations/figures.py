@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from services.reservations import domain
 from services.reservations.calendar import Calendar, check_range
-from services.reservations.calendars import calendar_of, capacity_of, during
 from services.reservations.models import Appointment, PickupPoint, PickupSlot, Reservation, Selection
+from services.reservations.pickup_points import calendar_of, capacity_of, during
 from services.reservations.policy import Policy
 
 MAX_DAYS = 366

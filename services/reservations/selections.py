@@ -12,8 +12,8 @@ from services.common.auth import Principal
 from services.common.errors import NotFound
 from services.common.relay import Events
 from services.reservations import circulation, domain
-from services.reservations.calendars import pickup_point
 from services.reservations.models import CatalogueTitle, Reservation, Selection
+from services.reservations.pickup_points import pickup_point
 from services.reservations.policy import Policy
 from services.reservations.refs import point_ref
 

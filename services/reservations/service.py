@@ -16,7 +16,6 @@ from services.common.timers import timer
 from services.reservations import (
     appointments,
     audit,
-    calendars,
     circulation,
     claims,
     closures,
@@ -24,6 +23,7 @@ from services.reservations import (
     figures,
     from_bibliobus,
     from_inventory,
+    pickup_points,
     selections,
     suspensions,
     views,
@@ -107,7 +107,7 @@ class ReservationsService(DriveService):
                                                "(the next opening day's closing time after the deadline days)")
     def mark_ready(self, request, principal, reservation_id, body):
         with self.db.begin():
-            calendars.hold_closures(self.db)  # before the reservation's row, in the order a closure takes them
+            pickup_points.hold_closures(self.db)  # before the reservation's row, in the order a closure takes them
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
             circulation.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
@@ -116,7 +116,7 @@ class ReservationsService(DriveService):
            summary="Handed over: loans start")
     def collect(self, request, principal, reservation_id):
         with self.db.begin():
-            calendars.hold_closures(self.db)  # the due dates it sets, as for a pickup deadline
+            pickup_points.hold_closures(self.db)  # the due dates it sets, as for a pickup deadline
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
             circulation.collect(self.db, self.events, self.policy, reservation, now())
             return views.reservation_view(reservation)
@@ -169,30 +169,30 @@ class ReservationsService(DriveService):
            summary="A pickup point's drive hours, slot length and capacity, and which days it opens")
     def get_calendar(self, request, principal, point_id, query):
         with self.db.begin():
-            point = calendars.pickup_point(self.db, point_id)
-            return calendars.calendar_view(self.db, point, self.policy, query["first"], query["last"])
+            point = pickup_points.pickup_point(self.db, point_id)
+            return pickup_points.calendar_view(self.db, point, self.policy, query["first"], query["last"])
 
     @route("PUT", "/pickup-points/<point_id>/calendar", roles=STAFF, body=CalendarUpdateSchema,
            response=CalendarSchema, summary="Set a pickup point's weekly drive hours, slot length or capacity")
     def set_calendar(self, request, principal, point_id, body):
         with self.db.begin():
-            point = calendars.pickup_point(self.db, point_id, lock=True)
-            calendars.set_calendar(self.db, point, body, now())
+            point = pickup_points.pickup_point(self.db, point_id, lock=True)
+            pickup_points.set_calendar(self.db, point, body, now())
             today = now().astimezone(self.policy.tz).date()
-            return calendars.calendar_view(self.db, point, self.policy, today, today + timedelta(days=13))
+            return pickup_points.calendar_view(self.db, point, self.policy, today, today + timedelta(days=13))
 
     @route("GET", "/closed-days", roles=ANYONE, query=DayRangeSchema, response=ClosedDaySchema(many=True),
            summary="Closures set by staff (public holidays are known without them: see a point's calendar)")
     def list_closed_days(self, request, principal, query):
         with self.db.begin():
-            return calendars.closed_days(self.db, query["first"], query["last"])
+            return pickup_points.closed_days(self.db, query["first"], query["last"])
 
     @route("POST", "/closed-days", roles=STAFF, body=CloseDaySchema, response=ClosedDaySchema, status=201,
            summary="Close a pickup point (or * the network) for a day, with a reason: its appointments are given "
                    "back, deadlines and due dates on it move to the next opening day")
     def close_day(self, request, principal, body):
         with self.db.begin():
-            closed = calendars.close_day(self.db, principal, body["pickup_point"], body["day"], body["reason"],
+            closed = pickup_points.close_day(self.db, principal, body["pickup_point"], body["day"], body["reason"],
                                          now().astimezone(self.policy.tz).date())
             # Shown in the answer only (not columns): the appointments of that day given back, and the
             # deadlines and due dates moved off it, just now.
@@ -207,13 +207,13 @@ class ReservationsService(DriveService):
            summary="Open again a day closed by mistake")
     def reopen_day(self, request, principal, closed_day_id):
         with self.db.begin():
-            return calendars.reopen_day(self.db, closed_day_id)
+            return pickup_points.reopen_day(self.db, closed_day_id)
 
     @route("GET", "/pickup-points/<point_id>/slots", roles=ANYONE, query=DayRangeSchema,
            response=SlotSchema(many=True), summary="Coming appointment slots of a pickup point, with free places")
     def list_slots(self, request, principal, point_id, query):
         with self.db.begin():
-            point = calendars.pickup_point(self.db, point_id)
+            point = pickup_points.pickup_point(self.db, point_id)
             return appointments.slots(self.db, point, self.policy, query["first"], query["last"], now())
 
     @route("PUT", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, body=BookSlotSchema,
@@ -241,7 +241,7 @@ class ReservationsService(DriveService):
            summary="The counter's day: per slot, what to hand over and where it waits; walk-ins; who is outside")
     def day_sheet(self, request, principal, point_id, query):
         with self.db.begin():
-            point = calendars.pickup_point(self.db, point_id)
+            point = pickup_points.pickup_point(self.db, point_id)
             return appointments.day_sheet(self.db, point, self.policy, query["day"], now())
 
     @route("GET", "/stats", roles=("staff", "analyst"), query=DayRangeSchema, response=StatsSchema,
