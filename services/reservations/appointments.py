@@ -13,8 +13,8 @@ from services.common.batching import insert_new
 from services.common.errors import Conflict, NotFound
 from services.common.relay import Events
 from services.reservations import domain
-from services.reservations.calendar import check_range
 from services.reservations.models import Appointment, PickupPoint, PickupSlot, Reservation
+from services.reservations.opening_days import check_range
 from services.reservations.pickup_points import calendar_of, capacity_of, during
 from services.reservations.policy import Policy
 from services.reservations.refs import point_ref

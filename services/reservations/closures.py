@@ -12,9 +12,9 @@ from services.common.auth import Principal
 from services.common.errors import Conflict, NotFound
 from services.common.relay import Events
 from services.reservations import domain
-from services.reservations.calendar import deadlines_on
 from services.reservations.continuity import DueItem, shift_due_dates
 from services.reservations.models import DueDateShift, Loan, PickupPoint, Reservation, ShiftedItem
+from services.reservations.opening_days import deadlines_on
 from services.reservations.pickup_points import EVERY_POINT, calendar_per_point, network_calendar
 from services.reservations.policy import Policy
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from services.common.errors import Invalid
-from services.reservations.calendar import Calendar
+from services.reservations.opening_days import Calendar
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from services.reservations import domain
-from services.reservations.calendar import Calendar, check_range
 from services.reservations.models import Appointment, PickupPoint, PickupSlot, Reservation, Selection
+from services.reservations.opening_days import Calendar, check_range
 from services.reservations.pickup_points import calendar_of, capacity_of, during
 from services.reservations.policy import Policy
 

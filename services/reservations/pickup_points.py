@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from services.common.auth import Principal
 from services.common.database import is_postgres
 from services.common.errors import Conflict, Invalid, NotFound
-from services.reservations.calendar import Calendar, check_range, format_week, parse_week
 from services.reservations.models import ClosedDay, PickupPoint, PickupSlot
+from services.reservations.opening_days import Calendar, check_range, format_week, parse_week
 from services.reservations.policy import Policy
 
 EVERY_POINT = "*"

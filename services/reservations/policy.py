@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 from nameko.extensions import DependencyProvider
 
 from services.common.settings import setting
-from services.reservations.calendar import parse_ranges
 from services.reservations.domain import FinePolicy, Quota, parse_material_limits, parse_steps
+from services.reservations.opening_days import parse_ranges
 
 
 class Policy:

@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, select, update
 
-from services.reservations.calendar import WEEKDAYS
 from services.reservations.models import Appointment, PickupSlot, Reservation
+from services.reservations.opening_days import WEEKDAYS
 from tests.helpers import Client, wait_for
 from tests.integration.test_drive_flow import catalogue
 

@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, update
 from typer.testing import CliRunner
 
 import services.cli as cli
-from services.reservations.calendar import public_holidays
 from services.reservations.figures import COUNTERS
 from services.reservations.models import Reservation, Selection
+from services.reservations.opening_days import public_holidays
 from tests.helpers import Client
 from tests.integration.test_counter_day import EVERY_DAY, PARIS, coming_slots, ready_reservation, today
 from tests.integration.test_drive_flow import catalogue

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.common.errors import Invalid
-from services.reservations.calendar import Calendar, check_range, format_week, parse_week
+from services.reservations.opening_days import Calendar, check_range, format_week, parse_week
 
 PARIS = ZoneInfo("Europe/Paris")
 # Tuesday to Saturday, a morning and an afternoon range (the central library's drive).

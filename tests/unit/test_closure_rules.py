@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.common.errors import Invalid
-from services.reservations.calendar import Calendar, deadlines_on, parse_week
 from services.reservations.continuity import DueItem, check_period, shift_due_dates
+from services.reservations.opening_days import Calendar, deadlines_on, parse_week
 
 PARIS = ZoneInfo("Europe/Paris")
 WEEK = parse_week({day: ["10:00-12:30", "14:00-18:00"]

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.common.errors import Invalid
-from services.reservations.calendar import Calendar, parse_week
 from services.reservations.continuity import DueItem, Suspension, overdue_days, shift_due_dates
+from services.reservations.opening_days import Calendar, parse_week
 
 # The network's default calendar (the policy's): Tuesday to Saturday, 10:00-12:30 and 14:00-18:00.
 NETWORK = Calendar(parse_week({day: ["10:00-12:30", "14:00-18:00"]

@@ -4,7 +4,6 @@ no database: plain records in, plain values out)."""
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from services.reservations.calendar import Calendar, parse_week
 from services.reservations.figures import (
     COUNTERS,
     BookingFact,
@@ -13,6 +12,7 @@ from services.reservations.figures import (
     aggregate,
     places_by_day,
 )
+from services.reservations.opening_days import Calendar, parse_week
 
 PARIS = ZoneInfo("Europe/Paris")
 ZONE = "Europe/Paris"
