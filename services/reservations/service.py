@@ -18,8 +18,8 @@ from services.reservations import (
     audit,
     circulation,
     claims,
-    closures,
     domain,
+    due_date_shifts,
     figures,
     from_bibliobus,
     from_inventory,
@@ -198,7 +198,7 @@ class ReservationsService(DriveService):
             # deadlines and due dates moved off it, just now.
             closed.appointments_cancelled = appointments.drive_closed(self.db, self.events, closed.pickup_point_id,
                                                                  closed.day, self.policy, now())
-            moved = closures.move_off_closed_day(self.db, self.events, principal, closed.pickup_point_id,
+            moved = due_date_shifts.move_off_closed_day(self.db, self.events, principal, closed.pickup_point_id,
                                                  closed.day, self.policy, now())
             closed.due_date_shift, closed.dates_moved = moved["due_date_shift"], moved["dates_moved"]
             return closed
@@ -373,14 +373,14 @@ class ReservationsService(DriveService):
     def apply_shift(self, request, principal, body):
         with self.db.begin():
             changes = self._shift_changes(body)
-            shift = closures.apply_shift(self.db, self.events, principal, changes, body, now())
+            shift = due_date_shifts.apply_shift(self.db, self.events, principal, changes, body, now())
         return {"id": shift.id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
 
     @route("POST", "/due-date-shifts/<shift_id>/undo", roles=STAFF, response=ShiftSchema,
            summary="Put back the dates a shift moved (those not changed since)")
     def undo_shift(self, request, principal, shift_id):
         with self.db.begin():
-            changes = closures.undo_shift(self.db, self.events, shift_id, now())
+            changes = due_date_shifts.undo_shift(self.db, self.events, shift_id, now())
         return {"id": shift_id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
 
     # --- the audit of `drive check` ----------------------------------------------------------------------
@@ -399,7 +399,7 @@ class ReservationsService(DriveService):
             return audit.reannounce(self.db, self.events, body["reservation_ids"], body["dry_run"])
 
     def _shift_changes(self, body):
-        return closures.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
+        return due_date_shifts.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
                                 self.policy, body["fixed_date"], body["opening_days"])
 
     # The hot path: inventory's answers to placements, many per transaction (services.common.batching).
