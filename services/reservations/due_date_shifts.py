@@ -69,8 +69,8 @@ def move_off_closed_day(session: Session, events: Events, principal: Principal, 
                         policy: Policy, now: datetime) -> dict:
     """Staff have just closed `day` at a point (or `*`, everywhere): the pickup deadlines and due dates that end
     on it move at once where the point's calendar, with the closure, puts them (`Calendar.still_due`): one
-    shift, undoable like any other, and one event per patron. Closures take turns (`hold_closures`), and each
-    date moves by a conditional update on the value read, in id order: two closures of that day on two
+    shift, undoable like any other, and one event per patron. Closing days take turns (`hold_closed_days`), and each
+    date moves by a conditional update on the value read, in id order: two closings of that day on two
     replicas (the point's and the network's) move it once, and a timer or a shift that moved it meanwhile
     keeps its move."""
     after, until = deadlines_on(day, policy.tz)

@@ -1,5 +1,5 @@
 """A pickup point's drive calendar: opening hours per weekday (several ranges a day), closed days (French
-public holidays from the `holidays` package, and closures set by staff), and the appointment slots cut from
+public holidays from the `holidays` package, and days closed by staff), and the appointment slots cut from
 the opening hours. Plain values in, plain values out: no session, no nameko."""
 
 import re
@@ -78,7 +78,7 @@ class Slot:
 @dataclass(frozen=True)
 class Calendar:
     hours: Mapping[int, Ranges]
-    closures: Mapping[date, str] = field(default_factory=dict)  # exceptional closures, with their reason
+    closed_days: Mapping[date, str] = field(default_factory=dict)  # days closed by staff, with their reason
     zone: str = "Europe/Paris"
     slot_minutes: int = 15
 
@@ -88,8 +88,8 @@ class Calendar:
 
     def closed_because(self, day: date) -> str | None:
         """Why the drive is closed that day (a holiday's name, the staff's reason), or None when it opens."""
-        if day in self.closures:
-            return self.closures[day]
+        if day in self.closed_days:
+            return self.closed_days[day]
         holiday = public_holidays(day.year).get(day)
         if holiday:
             return holiday
@@ -138,11 +138,11 @@ class Calendar:
         return self.local_day(deadline - timedelta(microseconds=1))
 
     def still_due(self, deadline: datetime) -> datetime:
-        """A deadline set earlier, read against the closures staff have added since: one on a day now closed
+        """A deadline set earlier, read against the days staff have closed since: one on a day now closed
         moves to the closing time of the next opening day. (Weekly hours and public holidays were known when it
         was set, so it never falls on them: that is not checked again.)"""
         day = self.deadline_day(deadline)
-        return self.closing_on_or_after(day) if day in self.closures else deadline
+        return self.closing_on_or_after(day) if day in self.closed_days else deadline
 
     def slots(self, first: date, last: date) -> list[Slot]:
         """Every slot of the opening days from `first` to `last` (both included); a slot ends inside its range."""

@@ -107,7 +107,7 @@ class ReservationsService(DriveService):
                                                "(the next opening day's closing time after the deadline days)")
     def mark_ready(self, request, principal, reservation_id, body):
         with self.db.begin():
-            pickup_points.hold_closures(self.db)  # before the reservation's row, in the order a closure takes them
+            pickup_points.hold_closed_days(self.db)  # before the reservation's row, as closing a day takes them
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
             circulation.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
@@ -116,7 +116,7 @@ class ReservationsService(DriveService):
            summary="Handed over: loans start")
     def collect(self, request, principal, reservation_id):
         with self.db.begin():
-            pickup_points.hold_closures(self.db)  # the due dates it sets, as for a pickup deadline
+            pickup_points.hold_closed_days(self.db)  # the due dates it sets, as for a pickup deadline
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
             circulation.collect(self.db, self.events, self.policy, reservation, now())
             return views.reservation_view(reservation)
@@ -340,7 +340,7 @@ class ReservationsService(DriveService):
             selections.nothing_available(self.db, self.events, principal, selection, body["note"], now())
             return selections.selection_view(self.db, selection)
 
-    # --- continuity: closures, suspended reminders and fines, due dates moved off a closure --------------
+    # --- continuity: suspended reminders and fines, due dates moved off a closure ---------------------------
 
     @route("GET", "/continuity", roles=STAFF, response=ContinuitySchema,
            summary="Whether overdue reminders and fines are suspended, and the suspensions so far")

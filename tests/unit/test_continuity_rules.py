@@ -68,7 +68,7 @@ def test_fixed_date_and_only_items_inside_the_closure():
 
 def test_each_date_lands_on_its_points_opening_days_at_its_closing_time():
     # A point open Wednesdays until 19:00, closed on Wednesday 13 May by its staff.
-    wednesdays = Calendar(parse_week({"wednesday": ["10:00-19:00"]}), closures={date(2026, 5, 13): "inventaire"})
+    wednesdays = Calendar(parse_week({"wednesday": ["10:00-19:00"]}), closed_days={date(2026, 5, 13): "inventaire"})
     items = [DueItem("here", "C1", datetime(2026, 4, 2, tzinfo=UTC), point="wednesdays"),
              DueItem("network", "C2", datetime(2026, 4, 2, tzinfo=UTC), point="central")]
     calendars = {"wednesdays": wednesdays, "central": NETWORK}.__getitem__
@@ -84,6 +84,6 @@ def test_each_date_lands_on_its_points_opening_days_at_its_closing_time():
 
 
 def test_a_day_closed_everywhere_is_no_day_of_a_spread():
-    closed = Calendar(NETWORK.hours, closures={date(2026, 5, 12): "grève"})
+    closed = Calendar(NETWORK.hours, closed_days={date(2026, 5, 12): "grève"})
     moved = shift_due_dates(ITEMS, LOCKDOWN.starts_at, LOCKDOWN.ends_at, "spread", closed, spread_days=2)
     assert {when.date() for when in moved.values()} == {date(2026, 5, 13), date(2026, 5, 15)}

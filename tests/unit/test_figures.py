@@ -141,7 +141,7 @@ def test_slot_occupancy_per_day_and_point():
 
 def test_places_are_the_calendars_slots_at_their_capacity():
     week = parse_week({"tuesday": ["10:00-12:00"], "wednesday": ["10:00-11:00", "14:00-15:00"]})
-    calendar = Calendar(week, closures={date(2026, 3, 18): "inventaire"}, slot_minutes=30)
+    calendar = Calendar(week, closed_days={date(2026, 3, 18): "inventaire"}, slot_minutes=30)
     tuesday = date(2026, 3, 10)
     # One slot row exists (booked once) at a capacity of 5; the others take the point's default of 2.
     capacities = {datetime.combine(tuesday, time(10, 30), PARIS).astimezone(UTC): 5}
