@@ -1,5 +1,6 @@
-"""The reservation desk: what patrons and staff do, and what the timers find due, inside the caller's
-transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
+"""Circulation: a reservation's life (placed, prepared, collected, cancelled, expired) and the loans it starts
+(due dates, overdue reminders) — what patrons and staff do, and what the timers find due — inside the
+caller's transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
 
 import uuid
 from collections.abc import Sequence

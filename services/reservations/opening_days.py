@@ -1,6 +1,7 @@
-"""A pickup point's drive calendar: opening hours per weekday (several ranges a day), closed days (French
-public holidays from the `holidays` package, and days closed by staff), and the appointment slots cut from
-the opening hours. Plain values in, plain values out: no session, no nameko."""
+"""When a pickup point opens — the one model of opening days, `Calendar`: opening hours per weekday (several
+ranges a day), closed days (French public holidays from the `holidays` package, and days closed by staff),
+the deadlines and due dates that fall on opening days, and the appointment slots cut from the opening hours.
+Plain values in, plain values out: no session, no nameko."""
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
