@@ -2,10 +2,13 @@
 
 from marshmallow import Schema, fields, validate
 
+from services.common.fields import Day, Id, Int
 from services.events import TourSlot
 
+PATH_IDS = {"stop_id": Id(60)}
+
+THRESHOLD_MAX = 10_000
 CARD = validate.Regexp(r"^[A-Za-z0-9-]{1,40}$")
-THRESHOLD = validate.Range(min=0, max=10_000)
 REASON = fields.String(required=True, validate=validate.Length(min=3, max=500),
                        metadata={"description": "why (goes into the audit log)"})
 
@@ -15,8 +18,8 @@ class StopBodySchema(Schema):
     district = fields.String(required=True, validate=validate.Length(min=1, max=120))
     latitude = fields.Float(required=True, validate=validate.Range(min=-90, max=90))
     longitude = fields.Float(required=True, validate=validate.Range(min=-180, max=180))
-    capacity_per_visit = fields.Integer(required=True, validate=validate.Range(min=1, max=500),
-                                        metadata={"description": "reservations the vehicle carries per visit"})
+    capacity_per_visit = Int(1, 500, required=True,
+                             metadata={"description": "reservations the vehicle carries per visit"})
     visits = fields.List(fields.Nested(TourSlot), required=True, validate=validate.Length(min=1, max=21))
 
 
@@ -60,7 +63,7 @@ class DemandSchema(StopSchema):
 
 
 class DemandQuerySchema(Schema):
-    days = fields.Integer(load_default=60, validate=validate.Range(min=1, max=366))
+    days = Int(1, 366, text=True, load_default=60)
 
 
 class InterestSchema(Schema):
@@ -73,10 +76,10 @@ class OverrideSchema(Schema):
 
 
 class ThresholdsSchema(Schema):
-    enable_threshold = fields.Integer(required=True, validate=THRESHOLD)
-    disable_threshold = fields.Integer(required=True, validate=THRESHOLD)
-    consecutive_evaluations = fields.Integer(load_default=None, validate=validate.Range(min=1, max=1000))
-    window_days = fields.Integer(load_default=None, validate=validate.Range(min=1, max=365))
+    enable_threshold = Int(0, THRESHOLD_MAX, required=True)
+    disable_threshold = Int(0, THRESHOLD_MAX, required=True)
+    consecutive_evaluations = Int(1, 1000, load_default=None)
+    window_days = Int(1, 365, load_default=None)
     reason = REASON
 
 
@@ -106,10 +109,9 @@ class ThresholdChangeSchema(Schema):
 
 
 class StopThresholdsSchema(Schema):
-    enable_threshold = fields.Integer(required=True, allow_none=True, validate=THRESHOLD)
-    disable_threshold = fields.Integer(required=True, allow_none=True, validate=THRESHOLD)
-    consecutive_evaluations = fields.Integer(load_default=None, allow_none=True,
-                                             validate=validate.Range(min=1, max=1000))
+    enable_threshold = Int(0, THRESHOLD_MAX, required=True, allow_none=True)
+    disable_threshold = Int(0, THRESHOLD_MAX, required=True, allow_none=True)
+    consecutive_evaluations = Int(1, 1000, load_default=None, allow_none=True)
     reason = REASON
 
 
@@ -128,7 +130,7 @@ class DecisionSchema(Schema):
 
 
 class HistoryQuerySchema(Schema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    limit = Int(1, 1000, text=True, load_default=100)
 
 
 class ManifestLineSchema(Schema):
@@ -154,13 +156,13 @@ class ManifestSchema(Schema):
 
 
 class WhatIfSchema(Schema):
-    first = fields.Date(required=True)
-    last = fields.Date(required=True)
-    enable_threshold = fields.Integer(required=True, validate=THRESHOLD)
-    disable_threshold = fields.Integer(required=True, validate=THRESHOLD)
-    consecutive_evaluations = fields.Integer(load_default=None, validate=validate.Range(min=1, max=1000),
-                                             metadata={"description": "days in a row below, in the replay"})
-    window_days = fields.Integer(load_default=None, validate=validate.Range(min=1, max=365))
+    first = Day(required=True)
+    last = Day(required=True)
+    enable_threshold = Int(0, THRESHOLD_MAX, required=True)
+    disable_threshold = Int(0, THRESHOLD_MAX, required=True)
+    consecutive_evaluations = Int(1, 1000, load_default=None,
+                                  metadata={"description": "days in a row below, in the replay"})
+    window_days = Int(1, 365, load_default=None)
 
 
 class FormatQuerySchema(Schema):

@@ -8,6 +8,7 @@ from services.bibliobus.models import Base, Inbox, Outbox
 from services.bibliobus.policy import BibliobusPolicy
 from services.bibliobus.reports import TEAM, DemandReports, now
 from services.bibliobus.schemas import (
+    PATH_IDS,
     DecisionSchema,
     HistoryQuerySchema,
     InterestSchema,
@@ -38,6 +39,7 @@ ANALYST = ("analyst",)
 
 class BibliobusService(DemandReports, DriveService):
     name = "bibliobus"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("bibliobus", Outbox)

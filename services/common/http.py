@@ -132,6 +132,8 @@ class Route(HttpRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.verifier = TokenVerifier(self.container.config)
+        # Path ids checked like any field (a card longer than its column is a 400, not a database error).
+        self.path_schema = Schema.from_dict(getattr(self.container.service_cls, "path_ids", {}))()
 
     def get_entrypoint_parameters(self, request: Any) -> tuple[tuple, dict]:
         data = edge.read_body(request.environ, self.max_body)
@@ -144,6 +146,9 @@ class Route(HttpRequestHandler):
             if "card" in kwargs:
                 principal.require_card(kwargs["card"])
             kwargs["principal"] = principal
+        known = {name: kwargs[name] for name in self.path_schema.fields if name in kwargs}
+        if known:
+            self.path_schema.load(known, partial=True)
         if self.body_schema is not None:
             kwargs["body"] = self.body_schema.load(self._json(request, data))
         elif self.raw_body is not None:  # the method reads the body itself, known to be text it can store

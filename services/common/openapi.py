@@ -1,11 +1,12 @@
 """The OpenAPI 3 document of a service, generated from its routes and their marshmallow schemas."""
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow.fields import Field
 
 from services.common.http import Route
 
@@ -20,8 +21,12 @@ def _content(spec_schema: Any) -> dict:
     return {"application/json": {"schema": spec_schema}}
 
 
-def build_openapi(title: str, routes: Iterable[Route], version: str = "1.0.0") -> dict[str, Any]:
-    spec = APISpec(title=title, version=version, openapi_version="3.0.3", plugins=[MarshmallowPlugin()])
+def build_openapi(title: str, routes: Iterable[Route], version: str = "1.0.0",
+                  path_ids: Mapping[str, Field] | None = None) -> dict[str, Any]:
+    """`path_ids`: the fields that check the path's ids (by name), documented as their schema."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title=title, version=version, openapi_version="3.0.3", plugins=[plugin])
+    path_ids = path_ids or {}
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Error", {"type": "object", "required": ["error", "message"], "properties": {
         "error": {"type": "string"}, "message": {"type": "string"},
@@ -31,7 +36,8 @@ def build_openapi(title: str, routes: Iterable[Route], version: str = "1.0.0") -
         path = _PATH_PARAM.sub(r"{\1}", r.url)
         op: dict[str, Any] = {"summary": r.summary or r.method_name.replace("_", " "),
                               "operationId": r.method_name, "responses": {}}
-        params = [{"in": "path", "name": n, "required": True, "schema": {"type": "string"}}
+        params = [{"in": "path", "name": n, "required": True,
+                   "schema": plugin.converter.field2property(path_ids[n]) if n in path_ids else {"type": "string"}}
                   for n in _PATH_PARAM.findall(r.url)]
         if r.query_schema is not None:
             params.append({"in": "query", "schema": r.query_schema})

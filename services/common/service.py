@@ -77,11 +77,13 @@ class ServiceProbe(DependencyProvider):
         return healthy, checks
 
     def openapi(self) -> dict[str, Any]:
-        return build_openapi(f"Drive {self.container.service_name}", self.routes())
+        return build_openapi(f"Drive {self.container.service_name}", self.routes(),
+                             path_ids=getattr(self.container.service_cls, "path_ids", None))
 
 
 class DriveService:
-    """Base of the service classes: subclasses set `name`, `db`, `events`."""
+    """Base of the service classes: subclasses set `name`, `db`, `events`, and `path_ids` (the fields that check
+    their routes' path ids, by name)."""
 
     log_context = WorkerLogContext()
     probe = ServiceProbe()

@@ -2,7 +2,11 @@
 
 from marshmallow import Schema, fields, validate
 
+from services.common.fields import Flag, Id, Int, Moment
 from services.events import MATERIALS
+
+# The routes' path ids, as long as their columns at most.
+PATH_IDS = {"title_id": Id(36), "barcode": Id(40)}
 
 
 class NewTitleSchema(Schema):
@@ -16,7 +20,7 @@ class NewCopySchema(Schema):
     barcode = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9-]{1,40}$"))
     site = fields.String(required=True)
     shelf_mark = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    plastic_cover = fields.Boolean(load_default=False)
+    plastic_cover = Flag(load_default=False)
 
 
 class SiteAvailabilitySchema(Schema):
@@ -56,8 +60,8 @@ class CopySchema(Schema):
 
 class SearchQuerySchema(Schema):
     q = fields.String(load_default="")
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = Int(1, 100, text=True, load_default=20)
+    offset = Int(0, 1_000_000, text=True, load_default=0)
 
 
 class SearchResultSchema(Schema):
@@ -67,7 +71,7 @@ class SearchResultSchema(Schema):
 
 class CheckinSchema(Schema):
     barcode = fields.String(required=True, validate=validate.Length(min=1, max=40))
-    returned_at = fields.AwareDateTime(load_default=None, allow_none=True,
+    returned_at = Moment(load_default=None, allow_none=True,
                                        metadata={"description": "when it was dropped in the return box"})
 
 

@@ -16,6 +16,7 @@ from services.inventory.domain import parse_catalogue
 from services.inventory.models import Base, Inbox, Outbox
 from services.inventory.policy import InventoryPolicy
 from services.inventory.schemas import (
+    PATH_IDS,
     CheckinResultSchema,
     CheckinSchema,
     CopySchema,
@@ -36,6 +37,7 @@ IMPORT_MAX_BYTES = 32 * 1024 * 1024  # a CSV of some 300,000 copies; other bodie
 
 class InventoryService(DriveService):
     name = "inventory"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("inventory", Outbox)

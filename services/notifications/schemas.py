@@ -4,6 +4,10 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from services.common.fields import Card, Flag, Id, Int
+
+PATH_IDS = {"card": Card(), "delivery_id": Id(36)}
+
 
 class ContactSchema(Schema):
     email = fields.String(load_default=None, allow_none=True)
@@ -11,7 +15,7 @@ class ContactSchema(Schema):
                           metadata={"description": "a French mobile number, stored as E.164"})
     preferred_channel = fields.String(load_default="email", validate=validate.OneOf(("email", "sms")))
     language = fields.String(load_default="fr", validate=validate.OneOf(("fr", "en")))
-    sms_consent = fields.Boolean(load_default=False)
+    sms_consent = Flag(load_default=False)
 
     @post_load
     def normalise(self, data: dict, **kwargs) -> dict:
@@ -77,4 +81,4 @@ class DeliveryQuerySchema(Schema):
     event = fields.String(load_default=None)
     status = fields.String(load_default=None, validate=validate.OneOf(
         ("pending", "sending", "sent", "failed", "obsolete", "suppressed")))
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    limit = Int(1, 1000, text=True, load_default=100)

@@ -18,7 +18,13 @@ from services.common.timers import timer
 from services.notifications import postroom
 from services.notifications.models import Base, ContactRecord, Delivery, Inbox, Outbox
 from services.notifications.policy import PostOfficeProvider
-from services.notifications.schemas import ContactRecordSchema, ContactSchema, DeliveryQuerySchema, DeliverySchema
+from services.notifications.schemas import (
+    PATH_IDS,
+    ContactRecordSchema,
+    ContactSchema,
+    DeliveryQuerySchema,
+    DeliverySchema,
+)
 
 PATRON_OR_STAFF = ("patron", "staff")
 STAFF = ("staff",)
@@ -30,6 +36,7 @@ def now() -> datetime:
 
 class NotificationsService(DriveService):
     name = "notifications"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("notifications", Outbox)

@@ -1,10 +1,16 @@
 """Reservations' HTTP bodies and answers."""
 
-from marshmallow import Schema, fields, validate
+from datetime import UTC, datetime, timedelta
 
-from services.events import AUDIENCES, MATERIALS
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from services.common.fields import Card, Day, Flag, Id, Int, Moment
+from services.events import AUDIENCES, MATERIALS, WEEKDAYS
 
 CHANNELS = ("web", "phone", "counter")
+# The routes' path ids, as long as their columns at most.
+PATH_IDS = {"card": Card(), "point_id": Id(60), "reservation_id": Id(36), "selection_id": Id(36),
+            "closed_day_id": Id(36), "shift_id": Id(36)}
 
 
 class TourSlotSchema(Schema):
@@ -127,10 +133,30 @@ class AccountSchema(Schema):
     fines = fields.List(fields.Nested(FineSchema))
 
 
+SUSPENSION_WINDOW_DAYS = 366
+
+
 class SuspendSchema(Schema):
-    starts_at = fields.AwareDateTime(required=True, data_key="from")
-    ends_at = fields.AwareDateTime(required=True, data_key="until")
+    starts_at = Moment(required=True, data_key="from",
+                       metadata={"description": f"at most {SUSPENSION_WINDOW_DAYS} days ago"})
+    ends_at = Moment(required=True, data_key="until",
+                     metadata={"description": f"in the future, at most {SUSPENSION_WINDOW_DAYS} days ahead"})
     reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+
+    @validates_schema
+    def sensible(self, data: dict, **kwargs) -> None:
+        # A suspension is a policy for now and the coming months: one wholly past would excuse nothing in
+        # the reminders to come, and one reaching years away is a typo.
+        now, window = datetime.now(UTC), timedelta(days=SUSPENSION_WINDOW_DAYS)
+        if data["ends_at"] <= data["starts_at"]:
+            return  # upside down: the rule says so first (continuity.check_period)
+        if data["starts_at"] < now - window:
+            raise ValidationError(f"a suspension starts at most {SUSPENSION_WINDOW_DAYS} days ago", "from")
+        if data["ends_at"] <= now:
+            raise ValidationError("a suspension wholly in the past changes nothing: it must end in the future",
+                                  "until")
+        if data["ends_at"] > now + window:
+            raise ValidationError(f"a suspension ends at most {SUSPENSION_WINDOW_DAYS} days ahead", "until")
 
 
 class SuspensionSchema(Schema):
@@ -151,11 +177,11 @@ class ContinuitySchema(Schema):
 
 
 class ShiftRequestSchema(Schema):
-    closed_from = fields.AwareDateTime(required=True)
-    closed_until = fields.AwareDateTime(required=True)
+    closed_from = Moment(required=True)
+    closed_until = Moment(required=True)
     rule = fields.String(required=True, validate=validate.OneOf(("fixed", "spread")))
-    fixed_date = fields.Date(load_default=None, data_key="date")
-    opening_days = fields.Integer(load_default=1, validate=validate.Range(min=1, max=30))
+    fixed_date = Day(load_default=None, data_key="date")
+    opening_days = Int(1, 30, load_default=1)
 
 
 class ShiftChangeSchema(Schema):
@@ -177,21 +203,30 @@ class ShiftSchema(Schema):
 # --- the counter's day: calendar, slots, appointments, day sheet, selections ----------------------------------
 
 class DayRangeSchema(Schema):
-    first = fields.Date(required=True, data_key="from", metadata={"description": "first day, YYYY-MM-DD"})
-    last = fields.Date(required=True, data_key="to", metadata={"description": "last day (included), YYYY-MM-DD"})
+    first = Day(required=True, data_key="from", metadata={"description": "first day, YYYY-MM-DD"})
+    last = Day(required=True, data_key="to", metadata={"description": "last day (included), YYYY-MM-DD"})
 
 
 class DaySchema(Schema):
-    day = fields.Date(required=True, data_key="date", metadata={"description": "YYYY-MM-DD"})
+    day = Day(required=True, data_key="date", metadata={"description": "YYYY-MM-DD"})
+
+
+def _opens_some_day(week: dict) -> None:
+    # A week without a single range would close the point for good while patrons can still reserve there.
+    if not any(week.values()):
+        raise ValidationError("give at least one weekday with opening hours (close single days with closed days)")
 
 
 class CalendarUpdateSchema(Schema):
-    opening_hours = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), load_default=None,
+    opening_hours = fields.Dict(keys=fields.String(validate=validate.OneOf(WEEKDAYS)),
+                                values=fields.List(fields.String(validate=validate.Length(max=40)),
+                                                   validate=validate.Length(max=12)),
+                                load_default=None, validate=_opens_some_day,
                                 metadata={"description": 'per weekday, ranges: {"tuesday": ["10:00-12:30", '
-                                                         '"14:00-18:00"]}; a weekday left out is closed'})
-    slot_minutes = fields.Integer(load_default=None, validate=validate.Range(min=5, max=240))
-    slot_capacity = fields.Integer(load_default=None, validate=validate.Range(min=1, max=100),
-                                   metadata={"description": "patrons per slot"})
+                                                         '"14:00-18:00"]}; a weekday left out is closed; at '
+                                                         'least one weekday opens'})
+    slot_minutes = Int(5, 240, load_default=None)
+    slot_capacity = Int(1, 100, load_default=None, metadata={"description": "patrons per slot"})
 
 
 class CalendarDaySchema(Schema):
@@ -214,7 +249,7 @@ class CalendarSchema(Schema):
 class CloseDaySchema(Schema):
     pickup_point = fields.String(load_default="*", validate=validate.Length(min=1, max=60),
                                  metadata={"description": "a pickup point, or * for the whole network"})
-    day = fields.Date(required=True)
+    day = Day(required=True)
     reason = fields.String(required=True, validate=validate.Length(min=3, max=300))
 
 
@@ -241,7 +276,7 @@ class SlotSchema(Schema):
 
 
 class BookSlotSchema(Schema):
-    starts_at = fields.AwareDateTime(required=True, metadata={"description": "the start of a free slot"})
+    starts_at = Moment(required=True, metadata={"description": "the start of a free slot"})
 
 
 class AppointmentSchema(Schema):
@@ -304,11 +339,11 @@ class RequestSelectionSchema(Schema):
     tastes = fields.String(required=True, validate=validate.Length(min=3, max=1000),
                            metadata={"description": 'free text: "polars scandinaves", "BD pour un enfant de 8 ans"'})
     audience = fields.String(required=True, validate=validate.OneOf(AUDIENCES))
-    age_min = fields.Integer(load_default=None, metadata={"description": "youth only, 0–18"})
-    age_max = fields.Integer(load_default=None, metadata={"description": "youth only, 0–18"})
+    age_min = Int(0, 18, load_default=None, metadata={"description": "youth only"})
+    age_max = Int(0, 18, load_default=None, metadata={"description": "youth only"})
     kinds = fields.List(fields.String(validate=validate.OneOf(MATERIALS)), load_default=lambda: ["book"],
                         validate=validate.Length(min=1))
-    documents = fields.Integer(required=True, validate=validate.Range(min=1, max=50))
+    documents = Int(1, 50, required=True)
     channel = fields.String(load_default=None, validate=validate.OneOf(CHANNELS),
                             metadata={"description": "web for a patron; staff default to phone"})
 
@@ -429,7 +464,7 @@ class AuditLinesSchema(Schema):
 class ReannounceSchema(Schema):
     reservation_ids = fields.List(fields.String(validate=validate.Length(min=1, max=36)), required=True,
                                   validate=validate.Length(min=1, max=1000))
-    dry_run = fields.Boolean(load_default=False)
+    dry_run = Flag(load_default=False)
 
 
 class ReannouncedSchema(Schema):

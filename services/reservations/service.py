@@ -31,6 +31,7 @@ from services.reservations import (
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
 from services.reservations.policy import ReservationsPolicy
 from services.reservations.schemas import (
+    PATH_IDS,
     AccountSchema,
     AppointmentSchema,
     AuditLinesSchema,
@@ -76,6 +77,7 @@ def now() -> datetime:
 
 class ReservationsService(DriveService):
     name = "reservations"
+    path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
     events = OutboxRelay("reservations", Outbox)

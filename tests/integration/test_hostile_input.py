@@ -285,11 +285,12 @@ def test_a_path_id_longer_than_its_column_is_refused_and_no_sql_parameter_is_log
     before = digest(url)
     answer = client.call("PUT", f"/patrons/{'C' * 60}/contact",
                          json={"email": "camille.secret@example.org", "phone": "06 12 34 56 78", "language": "fr"})
-    refused(answer, 400, "invalid", "too long")
+    # Refused by the path id's own field (services/common/fields.Card), before any statement runs; the engine's
+    # hidden parameters are proven on both backends by test_a_failing_statement_logs_no_parameter_values.
+    assert "card" in refused(answer, 400, "invalid")["fields"]
     assert digest(url) == before
     logged = caplog.text
     assert "camille.secret" not in logged and "612345678" not in logged, logged[-2000:]
-    assert "SQL parameters hidden" in logged  # the failing statement was logged, without its values
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
