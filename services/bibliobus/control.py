@@ -1,6 +1,7 @@
 """Deciding, inside the caller's transaction: evaluate stops against the rule, switch them on or off, take
-and give back control, and claim the timer's round. Every switch publishes `stop_enabled`/`stop_disabled`
-through the outbox and writes an audit entry in the same transaction."""
+and give back control, claim the timer's round, and record a patron's interest (evaluated at once). Every
+switch publishes `stop_enabled`/`stop_disabled` through the outbox and writes an audit entry in the same
+transaction."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,10 +14,10 @@ from services.bibliobus import domain
 from services.bibliobus.domain import StopState, Thresholds
 from services.bibliobus.models import Decision, DemandSignal, NetworkSettings, Stop, StopReservation
 from services.bibliobus.policy import Policy
+from services.bibliobus.tour import find
 from services.common.relay import Events
 from services.common.reliability import utcnow
 
-PENDING = ("waiting", "placed", "ready")
 RULE = "rule"
 
 
@@ -50,7 +51,7 @@ def demand_by_stop(session: Session, now: datetime, window_days: int, stop_ids: 
 
 
 def pending_by_stop(session: Session, stop_ids: Iterable[str] | None = None) -> dict[str, int]:
-    query = (select(StopReservation.stop_id, func.count()).where(StopReservation.status.in_(PENDING))
+    query = (select(StopReservation.stop_id, func.count()).where(StopReservation.status.in_(domain.PENDING))
              .group_by(StopReservation.stop_id))
     if stop_ids is not None:
         query = query.where(StopReservation.stop_id.in_(list(stop_ids)))
@@ -65,7 +66,7 @@ def lock_stops(session: Session, stop_ids: Iterable[str] | None = None) -> list[
     return list(session.scalars(query if stop_ids is None else query.where(Stop.id.in_(sorted(set(stop_ids))))))
 
 
-def evaluate_stops(session: Session, events: Events, policy: Policy, now: datetime,
+def evaluate_stops(session: Session, outbox: Events, policy: Policy, now: datetime,
                    stop_ids: Iterable[str] | None = None, round_: bool = False) -> list[Stop]:
     """Evaluate stops (all of them by default) and switch those the rule says to, deciding on their state
     once locked, so a signal's evaluation, an override and the timer's round never decide on one stop at once.
@@ -86,7 +87,7 @@ def evaluate_stops(session: Session, events: Events, policy: Policy, now: dateti
         if round_ or verdict.changed:  # a stop's row is written by rounds and switches, not at every signal
             stop.demand, stop.evaluated_at = figure, now
         if verdict.changed:
-            switch(session, events, stop, verdict.state.enabled, verdict.reason, RULE, None, thresholds, now)
+            switch(session, outbox, stop, verdict.state.enabled, verdict.reason, RULE, None, thresholds, now)
             switched.append(stop)
     return switched
 
@@ -95,12 +96,12 @@ def state_of(stop: Stop) -> StopState:
     return StopState(enabled=stop.enabled, mode=stop.mode, rounds_below=stop.rounds_below)
 
 
-def switch(session: Session, events: Events, stop: Stop, enabled: bool, reason: str, decided_by: str,
+def switch(session: Session, outbox: Events, stop: Stop, enabled: bool, reason: str, decided_by: str,
            note: str | None, thresholds: Thresholds, now: datetime) -> None:
     stop.enabled = enabled
     stop.revision += 1
     action = "enabled" if enabled else "disabled"
-    events.publish(session, f"stop_{action}", {
+    outbox.publish(session, f"stop_{action}", {
         "stop_id": stop.id, "revision": stop.revision, "reason": reason, "demand": stop.demand,
         "enable_threshold": thresholds.enable, "disable_threshold": thresholds.disable,
         "decided_by": decided_by, "note": note, "decided_at": now})
@@ -114,7 +115,7 @@ def audit(session: Session, stop_id: str | None, action: str, reason: str, decid
                          detail=detail))
 
 
-def take_control(session: Session, events: Events, policy: Policy, stop: Stop, mode: str, note: str, by: str,
+def take_control(session: Session, outbox: Events, policy: Policy, stop: Stop, mode: str, note: str, by: str,
                  now: datetime) -> None:
     """An analyst forces the stop on or off, or gives it back to the rule (evaluated at once). `stop`: locked
     and read by the caller (`tour.find(lock=True)`)."""
@@ -125,11 +126,11 @@ def take_control(session: Session, events: Events, policy: Policy, stop: Stop, m
     thresholds = net.for_stop(stop)
     audit(session, stop.id, f"override_{mode}", "manual", by, note, stop.demand, thresholds, now)
     if mode == "auto":
-        evaluate_stops(session, events, policy, now, [stop.id])
+        evaluate_stops(session, outbox, policy, now, [stop.id])
         return
     verdict = domain.evaluate(state, stop.demand, 0, thresholds, round_=False)  # forced: pending plays no part
     if verdict.changed:
-        switch(session, events, stop, verdict.state.enabled, verdict.reason, by, note, thresholds, now)
+        switch(session, outbox, stop, verdict.state.enabled, verdict.reason, by, note, thresholds, now)
 
 
 def claim_round(session: Session, now: datetime, every_seconds: float) -> bool:
@@ -143,8 +144,19 @@ def claim_round(session: Session, now: datetime, every_seconds: float) -> bool:
     return claimed == 1
 
 
-def run_round(session: Session, events: Events, policy: Policy, now: datetime) -> list[Stop] | None:
+def run_round(session: Session, outbox: Events, policy: Policy, now: datetime) -> list[Stop] | None:
     """The timer's evaluation round (the only evaluations that count towards closing a stop)."""
     if not claim_round(session, now, policy.round_seconds):
         return None
-    return evaluate_stops(session, events, policy, now, round_=True)
+    return evaluate_stops(session, outbox, policy, now, round_=True)
+
+
+def record_interest(session: Session, outbox: Events, policy: Policy, stop_id: str, patron: str, by: str,
+                    now: datetime) -> Stop:
+    """"I would collect at this stop", from the patron or from staff taking a phone call. The stop is locked
+    before it is read: calls at the same moment queue, and each decides on the state the previous one left."""
+    stop = find(session, stop_id, lock=True)
+    session.add(DemandSignal(stop_id=stop.id, patron=patron, kind="interest", recorded_by=by, at=now))
+    session.flush()
+    evaluate_stops(session, outbox, policy, now, [stop.id])
+    return stop

@@ -5,16 +5,40 @@ no session; the same code decides live (`control`) and in a replay of the past (
 - open when demand ≥ the enable threshold;
 - close when demand stayed below the disable threshold (lower: hysteresis) for `consecutive` evaluation
   rounds in a row, and no reservation still waits for the stop's next visit;
-- an analyst's override (`on` / `off`) beats the rule until the stop is given back (`auto`).
+- an analyst's override (`on` / `off`) beats the rule until the stop is given back (`auto`);
+- the stop's replica of its reservations only moves forward (`moves_forward`).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from services.common.errors import Invalid
 
 MODES = ("auto", "on", "off")
+STOP_KIND = "bibliobus_stop"  # the kind of pickup point a stop is, in reservations' events
+# A stop's reservations still to serve (`pending`): waiting for the stop to open, placed, or ready for a visit.
+PENDING = ("waiting", "placed", "ready")
+# How far a reservation at a stop has come: the stop's replica of it only moves forward (events of one
+# reservation arrive on different queues, in any order).
+PROGRESS = {"waiting": 0, "placed": 0, "ready": 1, "collected": 2, "cancelled": 2, "expired": 2}
+
+
+def at_a_stop(reservation: Mapping[str, Any]) -> bool:
+    """Is this reservation (an event's data) to be collected at a bibliobus stop?"""
+    return reservation["pickup_point"]["kind"] == STOP_KIND
+
+
+def is_new_demand(placement: Mapping[str, Any]) -> bool:
+    """A reservation placed at a stop asks for it; one published again (`drive check --fix`) asked already."""
+    return at_a_stop(placement) and not placement["reannounced"]
+
+
+def moves_forward(current: str, new: str) -> bool:
+    """May the replica of a reservation at a stop go from `current` to `new`? Not backwards: a `ready` handled
+    after the `collected` it preceded leaves it collected."""
+    return PROGRESS[new] >= PROGRESS[current]
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """Bibliobus: stops of the tour, demand for mobile drive pickup there, the rule that opens and closes them,
-analysts' overrides and their audit, manifests (demand reports, what-ifs and charts: `reports`).
+analysts' overrides and their audit, manifests (demand, what-ifs and charts: `demand_routes`).
 Entrypoints only."""
 
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
-from services.bibliobus import control, ledger, thresholds, tour, views
+from services.bibliobus import control, from_reservations, thresholds, tour, views
+from services.bibliobus.demand_routes import TEAM, DemandRoutes, now
+from services.bibliobus.domain import at_a_stop, is_new_demand
 from services.bibliobus.models import Base, Inbox, Outbox
 from services.bibliobus.policy import BibliobusPolicy
-from services.bibliobus.reports import TEAM, DemandReports, now
 from services.bibliobus.schemas import (
     PATH_IDS,
     DecisionSchema,
@@ -33,16 +34,15 @@ from services.common.timers import timer
 
 ANYONE = ("patron", "staff", "analyst", "ops")
 PATRON_OR_STAFF = ("patron", "staff")
-STAFF = ("staff",)
 ANALYST = ("analyst",)
 
 
-class BibliobusService(DemandReports, DriveService):
+class BibliobusService(DemandRoutes, DriveService):
     name = "bibliobus"
     path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
-    events = OutboxRelay("bibliobus", Outbox)
+    outbox = OutboxRelay("bibliobus", Outbox)
     policy = BibliobusPolicy()
 
     # --- the tour ----------------------------------------------------------------------------------------
@@ -57,14 +57,14 @@ class BibliobusService(DemandReports, DriveService):
            summary="Add a stop to the tour (closed until demand or an analyst opens it)")
     def add_stop(self, request, principal, body):
         with self.db.begin():
-            stop = tour.add_stop(self.db, self.events, self.policy, body, now())
+            stop = tour.add_stop(self.db, self.outbox, self.policy, body, now())
             return views.stop_detail(self.db, self.policy, stop.id, now())
 
     @route("PUT", "/stops/<stop_id>", roles=TEAM, body=StopBodySchema, response=StopSchema,
            summary="Change a stop: name, district, position, schedule, capacity")
     def change_stop(self, request, principal, stop_id, body):
         with self.db.begin():
-            tour.change_stop(self.db, self.events, self.policy, stop_id, body, now())
+            tour.change_stop(self.db, self.outbox, self.policy, stop_id, body, now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
     @route("GET", "/stops/<stop_id>", roles=ANYONE, response=StopSchema, summary="One stop")
@@ -83,7 +83,7 @@ class BibliobusService(DemandReports, DriveService):
     def register_interest(self, request, principal, stop_id, body):
         principal.require_card(body["patron"])
         with self.db.begin():
-            ledger.record_interest(self.db, self.events, self.policy, stop_id, body["patron"], principal.subject,
+            control.record_interest(self.db, self.outbox, self.policy, stop_id, body["patron"], principal.subject,
                                    now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
@@ -94,7 +94,7 @@ class BibliobusService(DemandReports, DriveService):
     def override(self, request, principal, stop_id, body):
         with self.db.begin():
             stop = tour.find(self.db, stop_id, lock=True)
-            control.take_control(self.db, self.events, self.policy, stop, body["mode"], body["reason"],
+            control.take_control(self.db, self.outbox, self.policy, stop, body["mode"], body["reason"],
                                  principal.subject, now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
@@ -114,7 +114,7 @@ class BibliobusService(DemandReports, DriveService):
            summary="Set the network's thresholds and window (applied at once), saying why")
     def set_thresholds(self, request, principal, body):
         with self.db.begin():
-            return thresholds.set_network(self.db, self.events, self.policy, body, principal.subject, now())
+            return thresholds.set_network(self.db, self.outbox, self.policy, body, principal.subject, now())
 
     @route("GET", "/thresholds/history", roles=TEAM, query=HistoryQuerySchema,
            response=ThresholdChangeSchema(many=True),
@@ -127,29 +127,28 @@ class BibliobusService(DemandReports, DriveService):
            summary="A stop's own thresholds (null: the network's), saying why")
     def set_stop_thresholds(self, request, principal, stop_id, body):
         with self.db.begin():
-            thresholds.set_stop(self.db, self.events, self.policy, stop_id, body, principal.subject, now())
+            thresholds.set_stop(self.db, self.outbox, self.policy, stop_id, body, principal.subject, now())
             return views.stop_detail(self.db, self.policy, stop_id, now())
 
     @timer("DEMAND_EVALUATION_SECONDS", 300)
     def evaluation_round(self):
         with self.db.begin():
-            control.run_round(self.db, self.events, self.policy, now())
+            control.run_round(self.db, self.outbox, self.policy, now())
 
     # --- reservations' events ----------------------------------------------------------------------------
 
     @batch_event_handler("reservations", "reservation_placed")
-    def on_reservation_placed(self, events):
-        # A placement published again (`drive check --fix`) is no new demand.
-        at_stops = [event for event in events if ledger.at_a_stop(event.data) and not event.data["reannounced"]]
+    def on_reservation_placed(self, batch):
+        at_stops = [event for event in batch if is_new_demand(event.data)]
         if at_stops:
             with self.db.begin():
                 fresh = first_deliveries(self.db, Inbox, at_stops)
-                ledger.record_placed(self.db, self.events, self.policy, [e.data for e in fresh], now())
+                from_reservations.record_placed(self.db, self.outbox, self.policy, [e.data for e in fresh], now())
 
     @event_handler("reservations", "reservation_ready")
     def on_reservation_ready(self, event):
-        if ledger.at_a_stop(event.data):
-            self._apply(event, lambda db, data: ledger.record_ready(db, data, now()))
+        if at_a_stop(event.data):
+            self._apply(event, lambda db, data: from_reservations.record_ready(db, data, now()))
 
     @event_handler("reservations", "reservation_collected")
     def on_reservation_collected(self, event):
@@ -164,8 +163,8 @@ class BibliobusService(DemandReports, DriveService):
         self._close(event, "expired")
 
     def _close(self, event, status):
-        if ledger.at_a_stop(event.data):
-            self._apply(event, lambda db, data: ledger.record_closed(db, data, status, now()))
+        if at_a_stop(event.data):
+            self._apply(event, lambda db, data: from_reservations.record_closed(db, data, status, now()))
 
     def _apply(self, event, effect):
         with self.db.begin():

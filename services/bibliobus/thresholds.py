@@ -25,7 +25,7 @@ def describe(session: Session, policy: Policy) -> dict:
             "updated_by": net.settings.updated_by, "updated_at": net.settings.updated_at}
 
 
-def set_network(session: Session, events: Events, policy: Policy, body: dict, by: str, now: datetime) -> dict:
+def set_network(session: Session, outbox: Events, policy: Policy, body: dict, by: str, now: datetime) -> dict:
     row = session.get(NetworkSettings, 1, with_for_update=True, populate_existing=True)
     current = network(session, policy)
     new = Thresholds(body["enable_threshold"], body["disable_threshold"],
@@ -40,7 +40,7 @@ def set_network(session: Session, events: Events, policy: Policy, body: dict, by
     after = describe(session, policy)
     session.add(ThresholdChange(at=now, changed_by=by, reason=body["reason"],
                                 **{f"old_{k}": before[k] for k in VALUES}, **{f"new_{k}": after[k] for k in VALUES}))
-    evaluate_stops(session, events, policy, now)
+    evaluate_stops(session, outbox, policy, now)
     return after
 
 
@@ -53,7 +53,7 @@ def history(session: Session, limit: int) -> list[dict]:
              "after": {k: getattr(c, f"new_{k}") for k in VALUES}} for c in changes]
 
 
-def set_stop(session: Session, events: Events, policy: Policy, stop_id: str, body: dict, by: str,
+def set_stop(session: Session, outbox: Events, policy: Policy, stop_id: str, body: dict, by: str,
              now: datetime) -> Stop:
     """`null` gives a threshold back to the network's default."""
     stop = find(session, stop_id, lock=True)
@@ -63,7 +63,7 @@ def set_stop(session: Session, events: Events, policy: Policy, stop_id: str, bod
     stop.enable_threshold, stop.disable_threshold, stop.consecutive_evaluations = own
     audit(session, stop.id, "thresholds", "manual", by, body["reason"], stop.demand, effective, now,
           detail={"enable_threshold": own[0], "disable_threshold": own[1], "consecutive_evaluations": own[2]})
-    evaluate_stops(session, events, policy, now, [stop.id])
+    evaluate_stops(session, outbox, policy, now, [stop.id])
     return stop
 
 

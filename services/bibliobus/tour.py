@@ -32,7 +32,7 @@ def _check_visits(visits: list[dict]) -> None:
         raise Invalid("; ".join(problems), field="visits")
 
 
-def add_stop(session: Session, events: Events, policy: Policy, body: dict, now: datetime) -> Stop:
+def add_stop(session: Session, outbox: Events, policy: Policy, body: dict, now: datetime) -> Stop:
     _check_visits(body["visits"])
     if session.get(Stop, body["id"]) is not None:
         raise Conflict(f"stop {body['id']!r} exists already: PUT /stops/{body['id']} changes it", stop=body["id"])
@@ -40,23 +40,23 @@ def add_stop(session: Session, events: Events, policy: Policy, body: dict, now: 
                 **{k: body[k] for k in DESCRIPTION})
     session.add(stop)
     session.flush()
-    announce(session, events, policy, stop)
+    announce(session, outbox, policy, stop)
     return stop
 
 
-def change_stop(session: Session, events: Events, policy: Policy, stop_id: str, body: dict, now: datetime) -> Stop:
+def change_stop(session: Session, outbox: Events, policy: Policy, stop_id: str, body: dict, now: datetime) -> Stop:
     _check_visits(body["visits"])
     stop = find(session, stop_id, lock=True)
     for key in DESCRIPTION:
         setattr(stop, key, body[key])
     stop.revision += 1
     stop.updated_at = now
-    announce(session, events, policy, stop)
+    announce(session, outbox, policy, stop)
     return stop
 
 
-def announce(session: Session, events: Events, policy: Policy, stop: Stop) -> None:
-    events.publish(session, "stop_registered", {
+def announce(session: Session, outbox: Events, policy: Policy, stop: Stop) -> None:
+    outbox.publish(session, "stop_registered", {
         "stop_id": stop.id, "name": stop.name, "district": stop.district, "latitude": stop.latitude,
         "longitude": stop.longitude, "site": policy.site, "timezone": policy.timezone, "visits": stop.visits,
         "capacity_per_visit": stop.capacity_per_visit, "enabled": stop.enabled, "revision": stop.revision})

@@ -1,7 +1,7 @@
 """What analysts and staff read back: stops with their demand and state, a stop's demand day by day, its
 audit history, the manifest of its next visit, and what-ifs."""
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -13,7 +13,6 @@ from services.bibliobus.domain import Signal, window_start
 from services.bibliobus.models import Decision, DemandSignal, Stop, StopReservation
 from services.bibliobus.policy import Policy
 from services.bibliobus.tour import find
-from services.common.errors import Invalid
 from services.visits import next_visit
 
 
@@ -91,7 +90,8 @@ def manifest(session: Session, policy: Policy, stop_id: str, now: datetime) -> d
 def what_if(session: Session, policy: Policy, body: dict, now: datetime) -> dict:
     """Replay the recorded signals of [first, last] under the given thresholds (each stop's own thresholds
     are replaced too: the question is "what if every stop had these")."""
-    first, last = _period(body["first"], body["last"], now.astimezone(ZoneInfo(policy.timezone)).date())
+    today = now.astimezone(ZoneInfo(policy.timezone)).date()
+    first, last = whatif.check_period(body["first"], body["last"], today)
     net = network(session, policy)
     window = body.get("window_days") or net.window_days
     thresholds = net.thresholds.overridden(body["enable_threshold"], body["disable_threshold"],
@@ -109,12 +109,3 @@ def what_if(session: Session, policy: Policy, body: dict, now: datetime) -> dict
             "stops": [{"stop_id": r.stop_id, "name": names[r.stop_id], "open_days": sum(r.opened),
                        "demand": r.demand, "open": r.opened} for r in replays]}
 
-
-def _period(first: date, last: date, today: date, longest: int = 366) -> tuple[date, date]:
-    if last < first:
-        raise Invalid("the period ends before it starts", field="last")
-    if last > today:
-        raise Invalid("a what-if replays the past: the period cannot end after today", field="last")
-    if (last - first).days >= longest:
-        raise Invalid(f"a what-if covers at most {longest} days", field="first")
-    return first, last

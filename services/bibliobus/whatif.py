@@ -11,6 +11,18 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from services.bibliobus.domain import Signal, StopState, Thresholds, evaluate
+from services.common.errors import Invalid
+
+
+def check_period(first: date, last: date, today: date, longest: int = 366) -> tuple[date, date]:
+    """The period a what-if replays: in the past, in order, at most `longest` days; refused naming the field."""
+    if last < first:
+        raise Invalid("the period ends before it starts", field="last")
+    if last > today:
+        raise Invalid("a what-if replays the past: the period cannot end after today", field="last")
+    if (last - first).days >= longest:
+        raise Invalid(f"a what-if covers at most {longest} days", field="first")
+    return first, last
 
 
 def days_between(first: date, last: date) -> list[date]:

@@ -1,9 +1,9 @@
 """Taking events in batches: a variant of `services.common.messaging.event_handler` for high-volume events.
 
 nameko runs one worker per message: one transaction, one commit and a dozen round trips each, which caps a
-process near a few hundred events a second (STACK.md, trap 22). `@batch_event_handler(source, type)` hands the
+process near a few hundred events a second (docs/stack-notes.md). `@batch_event_handler(source, type)` hands the
 method a list of validated events, in their arrival order (up to EVENT_BATCH_SIZE, or whatever arrived within
-EVENT_BATCH_LINGER_SECONDS), and acks them all once it returned, so the method commits inside (trap 9). If a
+EVENT_BATCH_LINGER_SECONDS), and acks them all once it returned, so the method commits inside (idem). If a
 batch fails, each of its events is tried again on its own through the ordinary path: bounded attempts with
 back-off, then the dead-letter queue, so one bad event never takes its batch-mates down with it. Same queue and
 topology as the ordinary handler: switching a handler between the two needs no queue change.

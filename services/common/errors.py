@@ -48,10 +48,5 @@ class UnsupportedMediaType(DriveError):
     code = "unsupported_media_type"
 
 
-class Unprocessable(DriveError):
-    status = 422
-    code = "unprocessable"
-
-
 class PermanentFailure(Exception):
     """A message that can never succeed (bad payload): dead-letter it at once, do not retry."""

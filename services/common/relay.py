@@ -104,7 +104,7 @@ class OutboxPublisher:
 
 
 class OutboxRelay(DependencyProvider):
-    """`events = OutboxRelay(source, Outbox)` in a service: the worker gets `Events`."""
+    """`outbox = OutboxRelay(source, Outbox)` in a service: the worker gets `Events`."""
 
     def __init__(self, source: str, outbox_model: type[OutboxMixin]) -> None:
         self.source = source

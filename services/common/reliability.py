@@ -46,7 +46,6 @@ def record_event(session: Session, outbox_model: type[OutboxMixin], event: Event
     """Add the event to the outbox in the caller's transaction; the relay publishes it after commit."""
     session.add(outbox_model(event_id=event.id, exchange=f"{event.source}.events",
                              routing_key=event.type, message=event.to_message()))
-    session.info["outbox_dirty"] = True
 
 
 def first_delivery(session: Session, inbox_model: type[InboxMixin], event: Event, consumer: str | None = None) -> bool:

@@ -82,7 +82,7 @@ class ServiceProbe(DependencyProvider):
 
 
 class DriveService:
-    """Base of the service classes: subclasses set `name`, `db`, `events`, and `path_ids` (the fields that check
+    """Base of the service classes: subclasses set `name`, `db`, `outbox`, and `path_ids` (the fields that check
     their routes' path ids, by name)."""
 
     log_context = WorkerLogContext()

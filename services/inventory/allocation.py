@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from services.common.errors import Conflict, NotFound
 from services.inventory import shelves
+from services.inventory.domain import pick_copy
 from services.inventory.models import Copy, CopyHistory, Title, WaitlistEntry
 
 # SQLAlchemy Core on the tables, not the ORM: nothing here needs objects, and the ORM's layer cost about as much
@@ -51,7 +52,7 @@ def allocate(session: Session, requests: list[Request]) -> list[tuple[list[dict]
     for request, lines in zip(requests, todo, strict=True):
         allocated, waiting = [], []
         for line in lines:
-            copy = _pick(shelf.get(line["title_id"], {}), request.pickup_site)
+            copy = pick_copy(shelf.get(line["title_id"], {}), request.pickup_site)
             if copy is None:
                 waiting.append({"line_id": line["line_id"], "title_id": line["title_id"], "title": line.get("title"),
                                 "waitlist_position": None})
@@ -87,7 +88,7 @@ def _already_handled(session: Session, title_ids: list[str], line_ids: list[str]
 
 def _shelf(session: Session, wanted: Counter) -> Shelf:
     """The copies that may be chosen: per title and site, as many (lowest barcodes first) as the batch has
-    lines of that title. Enough for `_pick`: before any line, fewer than that many were taken."""
+    lines of that title. Enough for `domain.pick_copy`: before any line, fewer than that many were taken."""
     if not wanted:
         return {}
     c = COPIES.c
@@ -101,15 +102,6 @@ def _shelf(session: Session, wanted: Counter) -> Shelf:
     for order, row in enumerate(rows.mappings()):
         shelf[row["title_id"]][row["site"]].append({**row, "order": order})
     return shelf
-
-
-def _pick(sites: dict[str, list[dict]], pickup_site: str) -> dict | None:
-    """The rule: a copy at the pickup site first (no transfer), then the lowest barcode elsewhere."""
-    home = sites.get(pickup_site)
-    if home:
-        return home.pop(0)
-    heads = [copies for site, copies in sites.items() if site != pickup_site and copies]
-    return min(heads, key=lambda copies: copies[0]["order"]).pop(0) if heads else None
 
 
 def _take(session: Session, taken: list[tuple[dict, str, str]]) -> None:

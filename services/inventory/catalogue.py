@@ -18,18 +18,18 @@ def catalogued(title: Title) -> dict:
             "material": title.material}
 
 
-def add_title(session: Session, events: Events, title: str, author: str, isbn: str | None, material: str) -> Title:
+def add_title(session: Session, outbox: Events, title: str, author: str, isbn: str | None, material: str) -> Title:
     isbn = normalise_isbn(isbn)
     if isbn and session.scalar(select(Title.id).where(Title.isbn == isbn)):
         raise Conflict(f"a title with ISBN {isbn} is already catalogued", isbn=isbn)
     record = Title(id=new_id(), title=title, author=author, isbn=isbn, material=material)
     session.add(record)
     session.flush()
-    events.publish(session, "title_catalogued", catalogued(record))
+    outbox.publish(session, "title_catalogued", catalogued(record))
     return record
 
 
-def add_copy(session: Session, events: Events, title_id: str, barcode: str, site: str, shelf_mark: str,
+def add_copy(session: Session, outbox: Events, title_id: str, barcode: str, site: str, shelf_mark: str,
              plastic_cover: bool, sites: Sequence[str]) -> Copy:
     if site not in sites:
         raise Invalid(f"site {site!r} is not one of {', '.join(sites)}", field="site")
@@ -43,22 +43,22 @@ def add_copy(session: Session, events: Events, title_id: str, barcode: str, site
     session.flush()
     note(session, barcode, "catalogued")
     # A new copy is a copy coming free: someone may be waiting for this title.
-    events.publish(session, *free_copy(session, copy, "released"))
+    outbox.publish(session, *free_copy(session, copy, "released"))
     return copy
 
 
-def import_rows(session: Session, events: Events, rows: Sequence[CatalogueRow], sites: Sequence[str]) -> dict:
+def import_rows(session: Session, outbox: Events, rows: Sequence[CatalogueRow], sites: Sequence[str]) -> dict:
     """All rows in the caller's transaction: a failure anywhere writes nothing."""
     titles_created = copies_created = 0
     for row in rows:
         key = Title.isbn == row.isbn if row.isbn else (Title.title == row.title) & (Title.author == row.author)
         title = session.scalars(select(Title).where(key)).first()
         if title is None:
-            title = add_title(session, events, row.title, row.author, row.isbn, row.material)
+            title = add_title(session, outbox, row.title, row.author, row.isbn, row.material)
             titles_created += 1
         try:
             with session.begin_nested():
-                add_copy(session, events, title.id, row.barcode, row.site, row.shelf_mark, row.plastic_cover,
+                add_copy(session, outbox, title.id, row.barcode, row.site, row.shelf_mark, row.plastic_cover,
                          sites)
         except (Conflict, IntegrityError) as exc:
             raise Invalid(f"line {row.line}: barcode {row.barcode} is already in use; nothing was imported",

@@ -1,6 +1,5 @@
-"""Inventory's rules: how long quarantine lasts, what a catalogue row must hold, availability per site.
-(Which copy to set aside — home site first, then lowest barcode — is asked of the database: `shelves`.)
-Plain functions on plain values: no nameko, no session."""
+"""Inventory's rules: which copy a line gets, how long quarantine lasts, what a catalogue row must hold,
+availability per site. Plain functions on plain values: no nameko, no session."""
 
 import csv
 import io
@@ -8,11 +7,28 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from stdnum import isbn as isbn_rules
 
 from services.common.errors import Invalid
 from services.events import MATERIALS
+
+
+def allocates_now(placement: Mapping[str, Any]) -> bool:
+    """A reservation placed at a closed bibliobus stop takes no copy yet: `reservation_released_to_allocation`
+    follows when the stop opens."""
+    return not placement["waiting_for_stop"]
+
+
+def pick_copy(sites: dict[str, list[dict]], pickup_site: str) -> dict | None:
+    """Which copy a line gets, taken off `sites` (site → copies on the shelf, each in the database's barcode order
+    `order`): one at the pickup site first (no transfer), else the lowest barcode elsewhere; None: none left."""
+    home = sites.get(pickup_site)
+    if home:
+        return home.pop(0)
+    heads = [copies for site, copies in sites.items() if site != pickup_site and copies]
+    return min(heads, key=lambda copies: copies[0]["order"]).pop(0) if heads else None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from services.common.reliability import first_delivery
 from services.common.service import DriveService
 from services.common.timers import timer
 from services.inventory import allocation, audit, catalogue, shelves
-from services.inventory.domain import parse_catalogue
+from services.inventory.domain import allocates_now, parse_catalogue
 from services.inventory.models import Base, Inbox, Outbox
 from services.inventory.policy import InventoryPolicy
 from services.inventory.schemas import (
@@ -40,7 +40,7 @@ class InventoryService(DriveService):
     path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
-    events = OutboxRelay("inventory", Outbox)
+    outbox = OutboxRelay("inventory", Outbox)
     policy = InventoryPolicy()
 
     # --- catalogue -------------------------------------------------------------------------------------
@@ -60,14 +60,14 @@ class InventoryService(DriveService):
            summary="Catalogue a title")
     def add_title(self, request, principal, body):
         with self.db.begin():
-            title = catalogue.add_title(self.db, self.events, **body)
+            title = catalogue.add_title(self.db, self.outbox, **body)
             return catalogue.describe(self.db, [title], self.policy.sites)[0]
 
     @route("POST", "/titles/<title_id>/copies", roles=STAFF, body=NewCopySchema, response=CopySchema,
            status=201, summary="Add a copy of a title (it serves the title's waitlist first)")
     def add_copy(self, request, principal, title_id, body):
         with self.db.begin():
-            copy = catalogue.add_copy(self.db, self.events, title_id, sites=self.policy.sites, **body)
+            copy = catalogue.add_copy(self.db, self.outbox, title_id, sites=self.policy.sites, **body)
             return catalogue.copy_detail(self.db, copy.barcode)
 
     @route("POST", "/catalogue/import", roles=STAFF, raw_body="text/csv", max_body=IMPORT_MAX_BYTES,
@@ -75,7 +75,7 @@ class InventoryService(DriveService):
     def import_catalogue(self, request, principal):
         rows = parse_catalogue(request.get_data(as_text=True), self.policy.sites)
         with self.db.begin():
-            return catalogue.import_rows(self.db, self.events, rows, self.policy.sites)
+            return catalogue.import_rows(self.db, self.outbox, rows, self.policy.sites)
 
     @route("GET", "/copies/<barcode>", roles=STAFF, response=CopySchema, summary="A copy, with its history")
     def get_copy(self, request, principal, barcode):
@@ -93,7 +93,7 @@ class InventoryService(DriveService):
             copy, title = shelves.copy_with_title(self.db, body["barcode"])
             release_at = self.policy.quarantine.release_at(returned_at, title.material, copy.plastic_cover)
             returned = shelves.check_in(self.db, body["barcode"], returned_at, release_at)
-            self.events.publish(self.db, "item_returned", returned)
+            self.outbox.publish(self.db, "item_returned", returned)
         return {"barcode": returned["barcode"], "status": "quarantine", "returned_at": returned_at,
                 "quarantine_until": release_at}
 
@@ -101,7 +101,7 @@ class InventoryService(DriveService):
     def release_from_quarantine(self):
         with self.db.begin():
             for copy in shelves.due_from_quarantine(self.db, datetime.now(UTC)):
-                self.events.publish(self.db, *shelves.free_copy(self.db, copy, "quarantine_over"))
+                self.outbox.publish(self.db, *shelves.free_copy(self.db, copy, "quarantine_over"))
 
     @route("GET", "/audit/holdings", roles=OPS, response=HoldingsSchema,
            summary="Copies set aside and waitlist places, each with its reservation line (for `drive check`)")
@@ -112,20 +112,19 @@ class InventoryService(DriveService):
     # --- reservations' events --------------------------------------------------------------------------
 
     @batch_event_handler("reservations", "reservation_placed")
-    def on_reservation_placed(self, events):
+    def on_reservation_placed(self, batch):
         # The hot path: many reservations allocated in one transaction (services.common.batching).
-        # At a closed bibliobus stop no copy is taken yet: reservation_released_to_allocation follows.
-        self._allocate([event for event in events if not event.data["waiting_for_stop"]])
+        self._allocate([event for event in batch if allocates_now(event.data)])
 
     @event_handler("reservations", "reservation_released_to_allocation")
     def on_reservation_released_to_allocation(self, event):
         self._allocate([event])
 
-    def _allocate(self, events):
-        if not events:
+    def _allocate(self, batch):
+        if not batch:
             return
         with self.db.begin():
-            fresh = first_deliveries(self.db, Inbox, events)
+            fresh = first_deliveries(self.db, Inbox, batch)
             outcomes = allocation.allocate(self.db, [
                 allocation.Request(e.data["reservation_id"], e.data["pickup_point"]["site"], e.data["lines"])
                 for e in fresh])
@@ -135,10 +134,10 @@ class InventoryService(DriveService):
                     allocated, waiting = allocation.standing(self.db, data["reservation_id"],
                                                              data["pickup_point"]["site"])
                 if allocated:
-                    self.events.publish(self.db, "items_allocated", {
+                    self.outbox.publish(self.db, "items_allocated", {
                         "reservation_id": data["reservation_id"], "lines": allocated, "reason": "placement"})
                 if waiting:
-                    self.events.publish(self.db, "items_unavailable", {
+                    self.outbox.publish(self.db, "items_unavailable", {
                         "reservation_id": data["reservation_id"], "patron": data["patron"], "lines": waiting})
 
     @event_handler("reservations", "reservation_cancelled")
@@ -160,4 +159,4 @@ class InventoryService(DriveService):
             if first_delivery(self.db, Inbox, event):
                 titles = [line["title_id"] for line in event.data["lines"]]
                 for type_, data in shelves.close(self.db, event.data["reservation_id"], titles, why):
-                    self.events.publish(self.db, type_, data)
+                    self.outbox.publish(self.db, type_, data)

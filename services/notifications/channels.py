@@ -1,5 +1,5 @@
 """Where messages go: e-mail over SMTP, SMS through an HTTP gateway, or a file sink (the embedded default).
-Each channel raises `TransientFailure` (try again later) or `PermanentFailure` (give up) and nothing else."""
+Each channel raises `TransientFailure` (try again later) or `PermanentDeliveryFailure` (give up) and nothing else."""
 
 import json
 import smtplib

@@ -1,10 +1,11 @@
-"""Notifications' rules: which channel, when an SMS may go, how long it is, whether a message still holds or was
-superseded, whether it is news, whether it may be resent and to which address, how long to wait before trying
-again. Plain functions: no nameko, no session, no network."""
+"""Notifications' rules: which events patrons are told of, which channel, when an SMS may go, how long it is,
+whether a message still holds or was superseded, whether an amendment is news, whether a message may be resent and
+to which address, how long to wait before trying again. Plain functions: no nameko, no session, no network."""
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
@@ -12,6 +13,38 @@ import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 GSM_SINGLE, GSM_PART = 160, 153
 UCS2_SINGLE, UCS2_PART = 70, 67
 MAX_SMS_SEGMENTS = 2
+# What patrons are told of (`should_announce` decides on some of them by what the event says).
+ANNOUNCED = ("reservation_ready", "items_unavailable", "reservation_expired", "reservation_cancelled",
+             "loan_overdue", "due_dates_shifted", "reservation_released_to_allocation", "selection_requested",
+             "selection_prepared", "pickup_slot_booked", "pickup_slot_cancelled")
+# The status each event of a reservation that notifications hears leaves it in: what `still_holds` decides on.
+RESERVATION_STATUS = {"reservation_ready": "ready", "reservation_collected": "collected",
+                      "reservation_cancelled": "cancelled", "reservation_expired": "expired"}
+
+
+def should_announce(event_type: str, data: Mapping[str, Any]) -> bool:
+    """A patron is told of a cancellation only when staff made it: they know of their own. An appointment given
+    back is news only when the library did it (a day closed, staff): a move is followed by its new booking, and a
+    reservation that ended was announced already. An event published again to repair a service (`drive check
+    --fix`) is never news."""
+    if data.get("reannounced"):
+        return False
+    if event_type == "reservation_cancelled":
+        return data.get("cancelled_by") == "staff"
+    if event_type == "pickup_slot_cancelled":
+        return data.get("reason") == "drive_closed" or (data.get("reason") == "cancelled"
+                                                         and data.get("cancelled_by") == "staff")
+    return event_type in ANNOUNCED
+
+
+def reminders_suspended(continuity: Mapping[str, Any] | None, now: datetime) -> bool:
+    """While the library suspends reminders (continuity mode, as `continuity_policy_changed` last said), overdue
+    reminders are recorded as suppressed."""
+    if not continuity or not continuity.get("suspended"):
+        return False
+    starts, ends = continuity.get("starts_at"), continuity.get("ends_at")
+    return ((starts is None or datetime.fromisoformat(starts) <= now)
+            and (ends is None or now < datetime.fromisoformat(ends)))
 
 
 @dataclass(frozen=True)
@@ -118,7 +151,7 @@ def still_holds(event_type: str, announced_at: datetime, reservation_status: str
     if event_type in ("reservation_ready", "pickup_slot_booked", "pickup_slot_cancelled"):
         return reservation_status in (None, "ready")  # an appointment matters only while the documents wait
     if event_type == "items_unavailable":
-        return reservation_status in (None, "placed", "allocated")
+        return reservation_status is None  # not ready, not ended: still waiting for a copy
     if event_type == "loan_overdue":
         return copy_returned_at is None or copy_returned_at < announced_at
     return True

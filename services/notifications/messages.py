@@ -19,9 +19,6 @@ LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 MOMENT = {"fr": "EEEE d MMMM 'à' H 'h' mm", "en": "EEEE d MMMM 'at' HH:mm"}
 CLOCK = {"fr": "H 'h' mm", "en": "HH:mm"}
 PATRON_APP_URL = "https://drive.example-bibliotheque.fr"
-ANNOUNCED = ("reservation_ready", "items_unavailable", "reservation_expired", "reservation_cancelled",
-             "loan_overdue", "due_dates_shifted", "reservation_released_to_allocation", "selection_requested",
-             "selection_prepared", "pickup_slot_booked", "pickup_slot_cancelled")
 PASSED_ON = ("reservation_id", "documents", "outcome", "starts_at", "ends_at", "moved_from", "reason")
 
 
@@ -43,21 +40,6 @@ def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
             "pickup_point": (data.get("pickup_point") or {}).get("name", ""),
             "deadline": data.get("pickup_deadline"), "visit": (data.get("visit") or {}).get("arrives_at"),
             **{key: data.get(key) for key in PASSED_ON}}
-
-
-def should_announce(event_type: str, data: Mapping[str, Any]) -> bool:
-    """A patron is told of a cancellation only when staff made it: they know of their own. An appointment given
-    back is news only when the library did it (a day closed, staff): a move is followed by its new booking, and a
-    reservation that ended was announced already. An event published again to repair a service (`drive check
-    --fix`) is never news."""
-    if data.get("reannounced"):
-        return False
-    if event_type == "reservation_cancelled":
-        return data.get("cancelled_by") == "staff"
-    if event_type == "pickup_slot_cancelled":
-        return data.get("reason") == "drive_closed" or (data.get("reason") == "cancelled"
-                                                         and data.get("cancelled_by") == "staff")
-    return event_type in ANNOUNCED
 
 
 class Templates:
@@ -88,7 +70,7 @@ class Templates:
 
     def _day(self, value: Any, language: str) -> str:
         local = self._moment(value).astimezone(self.zone)
-        return format_date(local, "d MMMM" if language == "fr" else "d MMMM", locale=LOCALES[language])
+        return format_date(local, "d MMMM", locale=LOCALES[language])
 
     def render(self, event_type: str, channel: str, language: str, known: Mapping[str, Any]) -> tuple[str | None, str]:
         """(subject, body) for an e-mail; (None, text within two SMS) for an SMS."""

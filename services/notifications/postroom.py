@@ -17,12 +17,9 @@ from services.common.relay import Events
 from services.common.types import UtcDateTime
 from services.notifications import domain
 from services.notifications.channels import Channel, PermanentDeliveryFailure, TransientFailure
-from services.notifications.messages import Templates, facts, should_announce
+from services.notifications.messages import Templates, facts
 from services.notifications.models import ContactRecord, CopyReturn, Delivery, PolicyState, ReservationState
 
-RESERVATION_STATUS = {"reservation_placed": "placed", "reservation_ready": "ready",
-                      "reservation_collected": "collected", "reservation_cancelled": "cancelled",
-                      "reservation_expired": "expired", "items_allocated": "allocated"}
 LEASE = timedelta(minutes=2)  # a delivery being sent by a process that died is tried again after this
 CONTACTS, DELIVERIES = ContactRecord.__table__, Delivery.__table__
 UNSETTLED = ("pending", "sending")
@@ -38,7 +35,7 @@ def contact_of(record: Any) -> domain.Contact:
 def learn(session: Session, event: Event) -> None:
     """Keep what later decides whether a waiting message still holds."""
     data = event.data
-    status = RESERVATION_STATUS.get(event.type)
+    status = domain.RESERVATION_STATUS.get(event.type)
     if status and data.get("reservation_id"):
         upsert_state(session, data["reservation_id"], status, event.occurred_at)
     if event.type == "item_returned":
@@ -52,33 +49,25 @@ def learn(session: Session, event: Event) -> None:
 # the PostgreSQL dialect's INSERT … ON CONFLICT (it would compile it again for every event).
 UPSERT_STATE = text(
     "INSERT INTO reservation_states (reservation_id, status, updated_at) VALUES (:id, :status, :at) "
-    "ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at "
-    "WHERE excluded.status <> 'allocated' "
-    "OR reservation_states.status NOT IN ('ready', 'collected', 'cancelled', 'expired')"
+    "ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"
 ).bindparams(bindparam("at", type_=UtcDateTime()))
 
 
 def upsert_state(session: Session, reservation_id: str, status: str, at: datetime) -> None:
-    """The reservation's latest status, in one round trip: an `allocated` that arrives after the reservation was
-    made ready (or ended) does not take it back."""
+    """The reservation's latest status, in one round trip."""
     session.execute(UPSERT_STATE, {"id": reservation_id, "status": status, "at": at})
 
 
 def reminders_suspended(session: Session, now: datetime) -> bool:
-    """While the library suspends reminders (continuity mode), overdue reminders are recorded as suppressed."""
     state = session.get(PolicyState, "continuity")
-    if state is None or not state.value.get("suspended"):
-        return False
-    starts, ends = state.value.get("starts_at"), state.value.get("ends_at")
-    return ((starts is None or datetime.fromisoformat(starts) <= now)
-            and (ends is None or now < datetime.fromisoformat(ends)))
+    return domain.reminders_suspended(state.value if state else None, now)
 
 
-def record(session: Session, events: Events, templates: Templates, quiet: domain.QuietHours, event: Event,
+def record(session: Session, outbox: Events, templates: Templates, quiet: domain.QuietHours, event: Event,
            now: datetime) -> list[Delivery]:
     """One delivery per channel the patron can be reached on, recorded before any attempt."""
     learn(session, event)
-    if not should_announce(event.type, event.data) or not event.data.get("patron"):
+    if not domain.should_announce(event.type, event.data) or not event.data.get("patron"):
         return []
     patron = event.data["patron"]
     known = facts(event.type, event.data)
@@ -90,7 +79,7 @@ def record(session: Session, events: Events, templates: Templates, quiet: domain
         delivery = Delivery(id=str(uuid.uuid4()), channel="none", status="failed", attempts=0,
                             last_error=domain.unreachable_reason(contact_of(record_) if record_ else None), **base)
         session.add(delivery)
-        events.publish(session, "notification_failed", outcome(delivery, "no_contact"))
+        outbox.publish(session, "notification_failed", outcome(delivery, "no_contact"))
         return [delivery]
     contact = contact_of(record_)
     suppressed = event.type == "loan_overdue" and reminders_suspended(session, now)
@@ -124,7 +113,7 @@ def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Deliver
     return sorted(claimed, key=lambda d: d.announced_at)
 
 
-def fail_unsettled(session: Session, events: Events, now: datetime, max_attempts: int) -> list[Delivery]:
+def fail_unsettled(session: Session, outbox: Events, now: datetime, max_attempts: int) -> list[Delivery]:
     """A delivery whose last allowed attempt was claimed and never settled (its process died, its lease ran out)
     fails, rather than being claimed again every lease for ever."""
     stale = (select(Delivery.id).where(Delivery.status == "sending", Delivery.next_attempt_at <= now,
@@ -134,7 +123,7 @@ def fail_unsettled(session: Session, events: Events, now: datetime, max_attempts
         .values(status="failed", last_error="the last attempt never settled (its lease ran out)")
         .returning(Delivery), execution_options={"synchronize_session": False, "populate_existing": True}).all()
     for delivery in failed:
-        events.publish(session, "notification_failed", outcome(delivery, "exhausted"))
+        outbox.publish(session, "notification_failed", outcome(delivery, "exhausted"))
     return list(failed)
 
 
@@ -167,10 +156,10 @@ def crashed(exc: BaseException) -> str:
     return f"the attempt crashed ({type(exc).__name__})"
 
 
-def claim_round(session: Session, events: Events, now: datetime, limit: int, max_attempts: int) -> list[Outgoing]:
+def claim_round(session: Session, outbox: Events, now: datetime, limit: int, max_attempts: int) -> list[Outgoing]:
     """What this round sends: the due deliveries claimed, each judged on its own (erased? still true? superseded?
     news?); a judgement that raises counts as a crashed attempt of that delivery alone."""
-    fail_unsettled(session, events, now, max_attempts)
+    fail_unsettled(session, outbox, now, max_attempts)
     due = claim_due(session, now, limit)
     if not due:
         return []
@@ -252,25 +241,25 @@ def outcome(delivery: Delivery, reason: str | None = None) -> dict[str, Any]:
             "reason": reason, "reservation_id": delivery.reservation_id}
 
 
-def settle(session: Session, events: Events, result: Attempt, now: datetime, max_attempts: int = 6,
+def settle(session: Session, outbox: Events, result: Attempt, now: datetime, max_attempts: int = 6,
            retry_base_seconds: float = 30) -> Delivery:
     delivery = session.get(Delivery, result.delivery_id, with_for_update=True)
     if result.drop_as:
         delivery.status, delivery.last_error = result.drop_as, None
     elif result.error is None:
         delivery.status, delivery.sent_at, delivery.last_error = "sent", now, None
-        events.publish(session, "notification_sent", outcome(delivery))
+        outbox.publish(session, "notification_sent", outcome(delivery))
     elif result.permanent or delivery.attempts >= max_attempts:
         delivery.status, delivery.last_error = "failed", result.error
         reason = result.reason or ("permanent" if result.permanent else "exhausted")
-        events.publish(session, "notification_failed", outcome(delivery, reason))
+        outbox.publish(session, "notification_failed", outcome(delivery, reason))
     else:
         delivery.status, delivery.last_error = "pending", result.error
         delivery.next_attempt_at = domain.retry_at(delivery.attempts, now, retry_base_seconds)
     return delivery
 
 
-def mark_sent(session: Session, events: Events, delivery_ids: Sequence[str], now: datetime) -> list[Delivery]:
+def mark_sent(session: Session, outbox: Events, delivery_ids: Sequence[str], now: datetime) -> list[Delivery]:
     """`settle` for a batch of successes: one UPDATE … RETURNING for all of them, then their `notification_sent`."""
     if not delivery_ids:
         return []
@@ -278,7 +267,7 @@ def mark_sent(session: Session, events: Events, delivery_ids: Sequence[str], now
         update(Delivery).where(Delivery.id.in_(delivery_ids)).values(status="sent", sent_at=now, last_error=None)
         .returning(Delivery), execution_options={"synchronize_session": False, "populate_existing": True}).all()
     for delivery in sent:
-        events.publish(session, "notification_sent", outcome(delivery))
+        outbox.publish(session, "notification_sent", outcome(delivery))
     return list(sent)
 
 
@@ -294,18 +283,18 @@ def isolated(session: Session, delivery_id: str, step: Callable[[], Any]) -> boo
         return False
 
 
-def settle_all(session: Session, events: Events, results: Sequence[Attempt], now: datetime, max_attempts: int = 6,
+def settle_all(session: Session, outbox: Events, results: Sequence[Attempt], now: datetime, max_attempts: int = 6,
                retry_base_seconds: float = 30) -> None:
     """The outcome of a batch of attempts: the successes in bulk (one by one if the bulk fails), the rest (dropped,
     failed, to retry: few) one by one, each in its own savepoint."""
     sent = [r for r in results if r.error is None and not r.drop_as]
-    if not isolated(session, "(a batch)", lambda: mark_sent(session, events, [r.delivery_id for r in sent], now)):
+    if not isolated(session, "(a batch)", lambda: mark_sent(session, outbox, [r.delivery_id for r in sent], now)):
         for result in sent:
-            isolated(session, result.delivery_id, lambda r=result: settle(session, events, r, now))
+            isolated(session, result.delivery_id, lambda r=result: settle(session, outbox, r, now))
     for result in results:
         if result.error is not None or result.drop_as:
             isolated(session, result.delivery_id,
-                     lambda r=result: settle(session, events, r, now, max_attempts, retry_base_seconds))
+                     lambda r=result: settle(session, outbox, r, now, max_attempts, retry_base_seconds))
 
 
 def resend(session: Session, delivery: Delivery, now: datetime) -> None:

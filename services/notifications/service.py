@@ -39,7 +39,7 @@ class NotificationsService(DriveService):
     path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
-    events = OutboxRelay("notifications", Outbox)
+    outbox = OutboxRelay("notifications", Outbox)
     office = PostOfficeProvider()
 
     # --- contact details: they live here and nowhere else ----------------------------------------------
@@ -103,12 +103,12 @@ class NotificationsService(DriveService):
     def _send_batch(self) -> int:
         office = self.office
         with self.db.begin():
-            work = postroom.claim_round(self.db, self.events, now(), office.batch, office.max_attempts)
+            work = postroom.claim_round(self.db, self.outbox, now(), office.batch, office.max_attempts)
         if not work:
             return 0
         results = list(GreenPool(office.concurrency).imap(partial(postroom.attempt, office.channels), work))
         with self.db.begin():
-            postroom.settle_all(self.db, self.events, results, now(), office.max_attempts, office.retry_base_seconds)
+            postroom.settle_all(self.db, self.outbox, results, now(), office.max_attempts, office.retry_base_seconds)
         return len(work)
 
     # --- what patrons are told of ----------------------------------------------------------------------
@@ -176,4 +176,4 @@ class NotificationsService(DriveService):
     def _record(self, event):
         with self.db.begin():
             if first_delivery(self.db, Inbox, event):
-                postroom.record(self.db, self.events, self.office.templates, self.office.quiet, event, now())
+                postroom.record(self.db, self.outbox, self.office.templates, self.office.quiet, event, now())

@@ -24,7 +24,6 @@ class Policy:
         # The days the network opens (1 = Monday), public holidays aside.
         weekdays = setting(config, "OPENING_WEEKDAYS", "2,3,4,5,6")
         self.opening_weekdays = frozenset(int(d) for d in weekdays.split(",") if d.strip())
-        self.max_titles = self.quota.max_items
         # The drive calendar of a pickup point that has no hours of its own, and its appointment slots.
         ranges = [r.strip() for r in setting(config, "DRIVE_OPENING_HOURS", "10:00-12:30,14:00-18:00").split(",")]
         self.default_hours = {day: parse_ranges(ranges) for day in self.opening_weekdays}

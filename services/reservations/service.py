@@ -80,7 +80,7 @@ class ReservationsService(DriveService):
     path_ids = PATH_IDS
 
     db = Database(Base, url_key="DB_URL")
-    events = OutboxRelay("reservations", Outbox)
+    outbox = OutboxRelay("reservations", Outbox)
     policy = ReservationsPolicy()
 
     @route("GET", "/pickup-points", roles=ANYONE, response=PickupPointSchema(many=True),
@@ -94,7 +94,7 @@ class ReservationsService(DriveService):
     def place_reservation(self, request, principal, body):
         channel = domain.channel_for(body["channel"], principal.is_staff)
         with self.db.begin():
-            reservation = circulation.place(self.db, self.events, self.policy, principal, body["patron"],
+            reservation = circulation.place(self.db, self.outbox, self.policy, principal, body["patron"],
                                      body["pickup_point"], body["titles"], channel)
             return views.reservation_view(reservation)
 
@@ -111,7 +111,7 @@ class ReservationsService(DriveService):
         with self.db.begin():
             pickup_points.hold_closed_days(self.db)  # before the reservation's row, as closing a day takes them
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
-            circulation.make_ready(self.db, self.events, self.policy, reservation, now(), principal, body["hold_shelf"])
+            circulation.make_ready(self.db, self.outbox, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
 
     @route("POST", "/reservations/<reservation_id>/collect", roles=STAFF, response=ReservationSchema,
@@ -120,7 +120,7 @@ class ReservationsService(DriveService):
         with self.db.begin():
             pickup_points.hold_closed_days(self.db)  # the due dates it sets, as for a pickup deadline
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
-            circulation.collect(self.db, self.events, self.policy, reservation, now())
+            circulation.collect(self.db, self.outbox, self.policy, reservation, now())
             return views.reservation_view(reservation)
 
     @route("POST", "/reservations/<reservation_id>/cancel", roles=PATRON_OR_STAFF, response=ReservationSchema,
@@ -128,7 +128,7 @@ class ReservationsService(DriveService):
     def cancel(self, request, principal, reservation_id):
         with self.db.begin():
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
-            circulation.cancel(self.db, self.events, reservation, "staff" if principal.is_staff else "patron", now())
+            circulation.cancel(self.db, self.outbox, reservation, "staff" if principal.is_staff else "patron", now())
             return views.reservation_view(reservation)
 
     @route("GET", "/pickup-points/<point_id>/preparation-list", roles=STAFF, response=PreparationListSchema,
@@ -158,12 +158,12 @@ class ReservationsService(DriveService):
     @timer("EXPIRY_CHECK_SECONDS", 60)
     def expire_uncollected(self):
         with self.db.begin():
-            circulation.expire_due(self.db, self.events, self.policy, now())
+            circulation.expire_due(self.db, self.outbox, self.policy, now())
 
     @timer("OVERDUE_CHECK_SECONDS", 300)
     def remind_overdue(self):
         with self.db.begin():
-            circulation.remind_overdue(self.db, self.events, self.policy, now(), suspensions.as_run(self.db))
+            circulation.remind_overdue(self.db, self.outbox, self.policy, now(), suspensions.as_run(self.db))
 
     # --- the counter's day: calendar, slots and appointments, day sheet, claims, arrivals ------------------
 
@@ -198,9 +198,9 @@ class ReservationsService(DriveService):
                                          now().astimezone(self.policy.tz).date())
             # Shown in the answer only (not columns): the appointments of that day given back, and the
             # deadlines and due dates moved off it, just now.
-            closed.appointments_cancelled = appointments.drive_closed(self.db, self.events, closed.pickup_point_id,
+            closed.appointments_cancelled = appointments.drive_closed(self.db, self.outbox, closed.pickup_point_id,
                                                                  closed.day, self.policy, now())
-            moved = due_date_shifts.move_off_closed_day(self.db, self.events, principal, closed.pickup_point_id,
+            moved = due_date_shifts.move_off_closed_day(self.db, self.outbox, principal, closed.pickup_point_id,
                                                  closed.day, self.policy, now())
             closed.due_date_shift, closed.dates_moved = moved["due_date_shift"], moved["dates_moved"]
             return closed
@@ -223,7 +223,7 @@ class ReservationsService(DriveService):
     def book_slot(self, request, principal, reservation_id, body):
         with self.db.begin():
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
-            return appointments.book(self.db, self.events, self.policy, principal, reservation, body["starts_at"],
+            return appointments.book(self.db, self.outbox, self.policy, principal, reservation, body["starts_at"],
                                      now())
 
     @route("GET", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, response=AppointmentSchema,
@@ -237,7 +237,7 @@ class ReservationsService(DriveService):
     def cancel_slot(self, request, principal, reservation_id):
         with self.db.begin():
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
-            return appointments.cancel_booking(self.db, self.events, principal, reservation, now())
+            return appointments.cancel_booking(self.db, self.outbox, principal, reservation, now())
 
     @route("GET", "/pickup-points/<point_id>/day-sheet", roles=STAFF, query=DaySchema, response=DaySheetSchema,
            summary="The counter's day: per slot, what to hand over and where it waits; walk-ins; who is outside")
@@ -272,7 +272,7 @@ class ReservationsService(DriveService):
     def patron_arrived(self, request, principal, reservation_id):
         with self.db.begin():
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
-            appointments.arrived(self.db, self.events, self.policy, principal, reservation, now())
+            appointments.arrived(self.db, self.outbox, self.policy, principal, reservation, now())
             return views.reservation_view(reservation)
 
     # --- selections: prepared by staff from a patron's tastes --------------------------------------------
@@ -282,7 +282,7 @@ class ReservationsService(DriveService):
     def request_selection(self, request, principal, body):
         channel = domain.channel_for(body["channel"], principal.is_staff)
         with self.db.begin():
-            selection = selections.request(self.db, self.events, self.policy, principal, body, channel, now())
+            selection = selections.request(self.db, self.outbox, self.policy, principal, body, channel, now())
             return selections.selection_view(self.db, selection)
 
     @route("GET", "/selections/<selection_id>", roles=PATRON_OR_STAFF, response=SelectionSchema,
@@ -308,7 +308,7 @@ class ReservationsService(DriveService):
     def cancel_selection(self, request, principal, selection_id):
         with self.db.begin():
             selection = selections.find(self.db, selection_id, principal, lock=True)
-            selections.cancel(self.db, self.events, principal, selection)
+            selections.cancel(self.db, self.outbox, principal, selection)
             return selections.selection_view(self.db, selection)
 
     @route("POST", "/selections/<selection_id>/claim", roles=STAFF, response=SelectionSchema,
@@ -330,7 +330,7 @@ class ReservationsService(DriveService):
     def prepare_selection(self, request, principal, selection_id, body):
         with self.db.begin():
             selection = selections.find(self.db, selection_id, principal, lock=True)
-            selections.prepare(self.db, self.events, self.policy, principal, selection, body["titles"],
+            selections.prepare(self.db, self.outbox, self.policy, principal, selection, body["titles"],
                                body["note"], now())
             return selections.selection_view(self.db, selection)
 
@@ -339,7 +339,7 @@ class ReservationsService(DriveService):
     def selection_nothing_available(self, request, principal, selection_id, body):
         with self.db.begin():
             selection = selections.find(self.db, selection_id, principal, lock=True)
-            selections.nothing_available(self.db, self.events, principal, selection, body["note"], now())
+            selections.nothing_available(self.db, self.outbox, principal, selection, body["note"], now())
             return selections.selection_view(self.db, selection)
 
     # --- continuity: suspended reminders and fines, due dates moved off a closure ---------------------------
@@ -354,14 +354,14 @@ class ReservationsService(DriveService):
            status=201, summary="Suspend overdue reminders and fines from a date until a date, with a reason")
     def suspend(self, request, principal, body):
         with self.db.begin():
-            return suspensions.suspend(self.db, self.events, principal, body["starts_at"], body["ends_at"],
+            return suspensions.suspend(self.db, self.outbox, principal, body["starts_at"], body["ends_at"],
                                     body["reason"], now(), self.policy.grace_days)
 
     @route("POST", "/continuity/resume", roles=STAFF, response=SuspensionSchema,
            summary="End the current suspension now")
     def resume(self, request, principal):
         with self.db.begin():
-            return suspensions.resume(self.db, self.events, principal, now(), self.policy.grace_days)
+            return suspensions.resume(self.db, self.outbox, principal, now(), self.policy.grace_days)
 
     @route("POST", "/due-date-shifts/preview", roles=STAFF, body=ShiftRequestSchema, response=ShiftSchema,
            summary="What moving due dates and pickup deadlines off a closure would change (changes nothing)")
@@ -375,14 +375,14 @@ class ReservationsService(DriveService):
     def apply_shift(self, request, principal, body):
         with self.db.begin():
             changes = self._shift_changes(body)
-            shift = due_date_shifts.apply_shift(self.db, self.events, principal, changes, body, now())
+            shift = due_date_shifts.apply_shift(self.db, self.outbox, principal, changes, body, now())
         return {"id": shift.id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
 
     @route("POST", "/due-date-shifts/<shift_id>/undo", roles=STAFF, response=ShiftSchema,
            summary="Put back the dates a shift moved (those not changed since)")
     def undo_shift(self, request, principal, shift_id):
         with self.db.begin():
-            changes = due_date_shifts.undo_shift(self.db, self.events, shift_id, now())
+            changes = due_date_shifts.undo_shift(self.db, self.outbox, shift_id, now())
         return {"id": shift_id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
 
     # --- the audit of `drive check` ----------------------------------------------------------------------
@@ -398,7 +398,7 @@ class ReservationsService(DriveService):
                    "`reannounced`, so that a service that missed it catches up")
     def audit_reannounce(self, request, principal, body):
         with self.db.begin():
-            return audit.reannounce(self.db, self.events, body["reservation_ids"], body["dry_run"])
+            return audit.reannounce(self.db, self.outbox, body["reservation_ids"], body["dry_run"])
 
     def _shift_changes(self, body):
         return due_date_shifts.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
@@ -406,12 +406,12 @@ class ReservationsService(DriveService):
 
     # The hot path: inventory's answers to placements, many per transaction (services.common.batching).
     @batch_event_handler("inventory", "items_allocated")
-    def on_items_allocated(self, events):
-        self._apply_batch(events, from_inventory.record_allocation)
+    def on_items_allocated(self, batch):
+        self._apply_batch(batch, from_inventory.record_allocation)
 
     @batch_event_handler("inventory", "items_unavailable")
-    def on_items_unavailable(self, events):
-        self._apply_batch(events, from_inventory.record_waiting)
+    def on_items_unavailable(self, batch):
+        self._apply_batch(batch, from_inventory.record_waiting)
 
     @event_handler("inventory", "item_returned")
     def on_item_returned(self, event):
@@ -423,23 +423,23 @@ class ReservationsService(DriveService):
 
     @event_handler("bibliobus", "stop_registered")
     def on_stop_registered(self, event):
-        self._apply(event, lambda db, data: from_bibliobus.record_stop(db, self.events, data))
+        self._apply(event, lambda db, data: from_bibliobus.record_stop(db, self.outbox, data))
 
     @event_handler("bibliobus", "stop_enabled")
     def on_stop_enabled(self, event):
-        self._apply(event, lambda db, data: from_bibliobus.record_switch(db, self.events, data, enabled=True))
+        self._apply(event, lambda db, data: from_bibliobus.record_switch(db, self.outbox, data, enabled=True))
 
     @event_handler("bibliobus", "stop_disabled")
     def on_stop_disabled(self, event):
-        self._apply(event, lambda db, data: from_bibliobus.record_switch(db, self.events, data, enabled=False))
+        self._apply(event, lambda db, data: from_bibliobus.record_switch(db, self.outbox, data, enabled=False))
 
     def _apply(self, event, effect):
         with self.db.begin():
             if first_delivery(self.db, Inbox, event):
                 effect(self.db, event.data)
 
-    def _apply_batch(self, events, effect):
+    def _apply_batch(self, batch, effect):
         with self.db.begin():
-            fresh = first_deliveries(self.db, Inbox, events)
+            fresh = first_deliveries(self.db, Inbox, batch)
             if fresh:
                 effect(self.db, [event.data for event in fresh])

@@ -2,9 +2,8 @@
 their reservations are allocated and made ready, the manifest of the next visit lists them; an analyst then
 forces the stop off, with a reason, and the audit log keeps it."""
 
-from tests.e2e.test_drive_e2e import import_catalogue
-from tests.helpers import wait_for
-from tests.integration.test_bibliobus_api import stop_body
+from tests.e2e.helpers import import_catalogue
+from tests.helpers import stop_body, wait_for
 
 PATRONS = [f"B{n}" for n in range(1, 6)]
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from kombu import Connection
 
-from tests.e2e.test_drive_e2e import import_catalogue
+from tests.e2e.helpers import import_catalogue
 from tests.helpers import wait_for
 
 SERVICES = ("reservations", "inventory", "notifications", "bibliobus")

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import create_engine, func, insert, select
 
 from services.reservations.models import Appointment, Line, PickupSlot, Reservation
-from tests.e2e.test_drive_e2e import import_catalogue, scalar
-from tests.helpers import wait_for
-from tests.integration.test_counter_day import EVERY_DAY, PARIS, coming_slots
+from tests.e2e.helpers import import_catalogue, scalar
+from tests.helpers import EVERY_DAY, PARIS, coming_slots, wait_for
 
 
 def seed_ready(url: str, count: int, point: str) -> list[str]:

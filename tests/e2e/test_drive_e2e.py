@@ -7,28 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from nameko.testing.rabbit import Client as RabbitAdmin
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
 from services.inventory.models import Copy, WaitlistEntry
-from services.reservations.models import CatalogueTitle, Outbox
+from services.reservations.models import Outbox
+from tests.e2e.helpers import import_catalogue, scalar
 from tests.helpers import wait_for
-
-HEADER = "isbn,title,author,material,barcode,site,shelf_mark\n"
-
-
-def scalar(url: str, query):
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        value = conn.execute(query).scalar()
-    engine.dispose()
-    return value
-
-
-def import_catalogue(system, inventory, rows: str, titles: int) -> None:
-    answer = inventory.post("/catalogue/import", data=(HEADER + rows).encode(), headers={"Content-Type": "text/csv"})
-    assert answer.status_code == 201, answer.text
-    wait_for(lambda: scalar(system.urls["reservations"], select(func.count()).select_from(CatalogueTitle)) == titles,
-             what="titles known to reservations")
 
 
 def test_reserve_prepare_hand_over_return_and_quarantine(system, token):

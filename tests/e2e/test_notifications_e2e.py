@@ -4,9 +4,8 @@ by a real SMTP server on loopback, even when `reservation_ready` is delivered tw
 import pytest
 from kombu import Connection, Exchange, Producer
 
-from tests.e2e.test_drive_e2e import import_catalogue
-from tests.helpers import wait_for
-from tests.integration.notifications_support import smtp_server
+from tests.e2e.helpers import import_catalogue
+from tests.helpers import smtp_server, wait_for
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ PostgreSQL database, sharing a fresh RabbitMQ vhost: the integration tier, drive
 from dataclasses import dataclass
 
 import pytest
-from nameko.testing.utils import find_free_port
 from sqlalchemy.orm import Session
 
 from services.bibliobus.service import BibliobusService
@@ -14,6 +13,7 @@ from services.demo import load_pickup_points
 from services.inventory.service import InventoryService
 from services.reservations.service import ReservationsService
 from tests.helpers import Client, EventTap
+from tests.integration.helpers import service_config
 
 
 @dataclass
@@ -24,13 +24,6 @@ class Drive:
     config: dict
     urls: dict
     bibliobus: Client | None = None
-
-
-def service_config(rabbit_config: dict, db_url: str, **extra) -> dict:
-    return {"AMQP_URI": rabbit_config["AMQP_URI"], "DB_URL": db_url,
-            "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}", "OUTBOX_SWEEP_SECONDS": 0.5,
-            "EVENT_MAX_ATTEMPTS": 3, "EVENT_RETRY_BASE_SECONDS": 0.05, "EXPIRY_CHECK_SECONDS": 3600,
-            "OVERDUE_CHECK_SECONDS": 3600, "QUARANTINE_CHECK_SECONDS": 3600, **extra}
 
 
 @pytest.fixture

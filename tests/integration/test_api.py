@@ -12,10 +12,8 @@ from sqlalchemy import create_engine, func, select, update
 from services.common.envelope import REGISTRY
 from services.inventory.models import Copy, Title, WaitlistEntry
 from services.reservations.models import Loan, Reservation
-from tests.helpers import Client, wait_for
-from tests.integration.test_drive_flow import catalogue
-
-HEADER = "isbn,title,author,material,barcode,site,shelf_mark\n"
+from tests.helpers import CSV_HEADER, Client, wait_for
+from tests.integration.helpers import catalogue, service_config
 
 
 def count(url: str, model) -> int:
@@ -56,7 +54,6 @@ def test_every_protected_route_wants_a_valid_token(drive):
 
 def test_health_answers_503_when_the_database_does_not(container_factory, rabbit_config):
     from services.inventory.service import InventoryService
-    from tests.integration.conftest import service_config
 
     config = service_config(rabbit_config, "postgresql+psycopg2://postgres@127.0.0.1:5432/drive_no_such_database")
     container_factory(InventoryService, config).start()
@@ -126,16 +123,16 @@ def test_invalid_transitions_answer_409(drive):
 
 
 def test_catalogue_import_all_or_nothing_then_search(drive, token):
-    bad = HEADER + "207036822X,L'Étranger,Albert Camus,book,X-1,central,R CAM 1\n,Vide,,book,X-2,central,R 1\n"
+    bad = CSV_HEADER + "207036822X,L'Étranger,Albert Camus,book,X-1,central,R CAM 1\n,Vide,,book,X-2,central,R 1\n"
     answer = drive.inventory.post("/catalogue/import", data=bad.encode(), headers={"Content-Type": "text/csv"})
     assert answer.status_code == 400 and answer.json()["details"]["rows"] == [{"line": 3, "error": "author is empty"}]
     assert count(drive.urls["inventory"], Title) == 0 and count(drive.urls["inventory"], Copy) == 0
     clash = catalogue(drive, "Déjà là", [("X-9", "central", "R 1")])
-    dup = HEADER + "207036822X,L'Étranger,Albert Camus,book,X-1,central,R CAM 1\n,Autre,Y,book,X-9,central,R 1\n"
+    dup = CSV_HEADER + "207036822X,L'Étranger,Albert Camus,book,X-1,central,R CAM 1\n,Autre,Y,book,X-9,central,R 1\n"
     answer = drive.inventory.post("/catalogue/import", data=dup.encode(), headers={"Content-Type": "text/csv"})
     assert answer.status_code == 400 and "line 3" in answer.json()["message"]
     assert count(drive.urls["inventory"], Title) == 1 and count(drive.urls["inventory"], Copy) == 1
-    good = HEADER + ("207036822X,L'Étranger,Albert Camus,book,X-1,central,R CAM 1\n"
+    good = CSV_HEADER + ("207036822X,L'Étranger,Albert Camus,book,X-1,central,R CAM 1\n"
                      "207036822X,L'Étranger,Albert Camus,book,X-2,neighbourhood,R CAM 1\n")
     answer = drive.inventory.post("/catalogue/import", data=good.encode(), headers={"Content-Type": "text/csv"})
     assert answer.status_code == 201 and answer.json() == {"titles_created": 1, "copies_created": 2}

@@ -2,46 +2,14 @@
 pickup points, demand, the rule, overrides and their audit, thresholds; bad input and access refused."""
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from openapi_spec_validator import validate
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, select
 
 from services.bibliobus.models import Decision, DemandSignal, Stop
-from tests.helpers import Client, wait_for
-
-RULE = {"STOP_ENABLE_THRESHOLD": 3, "STOP_DISABLE_THRESHOLD": 1, "STOP_CONSECUTIVE_EVALUATIONS": 2}
-
-
-def daily_visits(margin_hours: int = 3) -> list[dict]:
-    """A visit every day at an hour far from now, so that "the next visit" cannot change during a test."""
-    hour = (datetime.now(ZoneInfo("Europe/Paris")).hour + margin_hours) % 24
-    hour = 1 if hour >= 23 else hour
-    return [{"weekday": day, "arrives": f"{hour:02d}:00", "departs": f"{hour:02d}:45"}
-            for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")]
-
-
-def stop_body(stop_id: str, capacity: int = 10, **extra) -> dict:
-    return {"id": stop_id, "name": f"Arrêt {stop_id}", "district": "Saint-Rémy", "latitude": 46.7647,
-            "longitude": 4.8331, "capacity_per_visit": capacity, "visits": daily_visits(), **extra}
-
-
-def add_stop(drive, stop_id: str, capacity: int = 10) -> dict:
-    """Add a stop, and wait until reservations offers it as a pickup point."""
-    created = drive.bibliobus.post("/stops", json=stop_body(stop_id, capacity))
-    assert created.status_code == 201, created.text
-    wait_for(lambda: any(p["id"] == stop_id for p in drive.reservations.get("/pickup-points").json()),
-             what="the stop among reservations' pickup points")
-    return created.json()
-
-
-def count(drive, model, *where) -> int:
-    engine = create_engine(drive.urls["bibliobus"])
-    with engine.connect() as conn:
-        n = conn.execute(select(func.count()).select_from(model).where(*where)).scalar()
-    engine.dispose()
-    return n
+from tests.helpers import Client, daily_visits, stop_body, wait_for
+from tests.integration.helpers import RULE, add_stop, bus_rows
 
 
 @pytest.fixture
@@ -71,7 +39,7 @@ def test_a_stop_is_a_pickup_point_that_opens_when_enough_patrons_ask(bus, token)
     history = bus.bibliobus.get("/stops/lux/history").json()
     assert [(h["action"], h["reason"], h["decided_by"], h["demand"]) for h in history] == [
         ("enabled", "threshold", "rule", 3)]
-    assert count(bus, DemandSignal, DemandSignal.stop_id == "lux") == 4
+    assert bus_rows(bus, DemandSignal, DemandSignal.stop_id == "lux") == 4
 
 
 def test_an_analyst_forces_a_stop_and_gives_it_back_to_the_rule_which_closes_it_after_its_rounds(
@@ -178,7 +146,7 @@ def test_bad_input_answers_4xx_naming_the_field_and_changes_nothing(bus, token):
                 path, payload)
     assert bus.bibliobus.get("/thresholds").json() == before
     assert bus.bibliobus.get("/stops/lux").json()["mode"] == "auto"
-    assert count(bus, Decision) == 0 and count(bus, Stop) == 1 and count(bus, DemandSignal) == 0
+    assert bus_rows(bus, Decision) == 0 and bus_rows(bus, Stop) == 1 and bus_rows(bus, DemandSignal) == 0
     at_nowhere = bus.reservations.post("/reservations", json={"patron": "C1", "pickup_point": "nowhere",
                                                               "titles": ["t"]})
     assert at_nowhere.status_code == 400 and at_nowhere.json()["details"]["field"] == "pickup_point"
@@ -205,7 +173,7 @@ def test_every_route_wants_a_token_and_the_right_role(bus, token):
     assert bus.bibliobus.get("/stops", headers=patron).status_code == 200
     assert bus.bibliobus.get("/stops/lux", headers=ops).status_code == 200
     other_card = bus.bibliobus.post("/stops/lux/interest", headers=patron, json={"patron": "C8"})
-    assert other_card.status_code == 403 and count(bus, DemandSignal) == 0
+    assert other_card.status_code == 403 and bus_rows(bus, DemandSignal) == 0
     own_card = bus.bibliobus.post("/stops/lux/interest", headers=patron, json={"patron": "C7"})
     assert own_card.status_code == 201
     health = Client(bus.bibliobus.base).get("/health")

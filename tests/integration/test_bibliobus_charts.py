@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from services.bibliobus.models import DemandSignal
 from services.cli import app
 from services.common.database import make_engine
-from tests.integration.test_bibliobus_api import RULE, add_stop
+from tests.integration.helpers import RULE, add_stop
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TODAY = date.today()

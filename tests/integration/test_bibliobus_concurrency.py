@@ -27,9 +27,8 @@ from services.common import database
 from services.common.database import make_engine
 from services.common.messaging import declare_topology
 from services.common.migrate import upgrade
-from tests.helpers import Client, EventTap, wait_for
-from tests.integration.conftest import service_config
-from tests.integration.test_bibliobus_api import RULE, stop_body
+from tests.helpers import Client, EventTap, stop_body, wait_for
+from tests.integration.helpers import RULE, service_config
 
 SWITCHES = ("stop_enabled", "stop_disabled")
 

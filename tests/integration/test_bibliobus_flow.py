@@ -4,9 +4,8 @@ opens, get the next visit with room when made ready, and the manifest lists them
 from datetime import UTC, datetime
 
 from services.visits import upcoming_visits
-from tests.helpers import wait_for
-from tests.integration.test_bibliobus_api import RULE, add_stop, daily_visits
-from tests.integration.test_drive_flow import catalogue
+from tests.helpers import daily_visits, wait_for
+from tests.integration.helpers import RULE, add_stop, catalogue
 
 
 def reserve(bus, token, card: str, title: str, point: str = "lux") -> dict:

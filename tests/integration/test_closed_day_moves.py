@@ -12,9 +12,8 @@ from sqlalchemy.engine import make_url
 from services.common.migrate import upgrade
 from services.reservations.models import DueDateShift, Loan, Outbox, Reservation
 from services.reservations.service import ReservationsService
-from tests.helpers import Client, wait_for
-from tests.integration.test_counter_day import EVERY_DAY, PARIS, ready_reservation
-from tests.integration.test_drive_flow import catalogue
+from tests.helpers import EVERY_DAY, PARIS, Client, wait_for
+from tests.integration.helpers import catalogue, ready_reservation
 
 pytestmark = pytest.mark.time_limit(60)
 

@@ -26,7 +26,7 @@ from services.common.migrate import upgrade
 from services.inventory.models import Copy, Inbox, Title, WaitlistEntry
 from services.inventory.service import InventoryService
 from tests.helpers import wait_for
-from tests.integration.conftest import service_config
+from tests.integration.helpers import service_config
 
 POINT = {"id": "central-adult", "name": "Centrale, banque adultes", "kind": "counter", "site": "central"}
 

@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, select, update
 
 from services.reservations.models import Loan
 from tests.helpers import wait_for
-from tests.integration.test_drive_flow import catalogue
+from tests.integration.helpers import catalogue
 
 
 def lend(drive, card: str, barcode: str) -> str:

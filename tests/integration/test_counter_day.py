@@ -1,42 +1,13 @@
 """The counter's day against both services on the real broker and database: calendar and closed days, slots
 and appointments, the day sheet, claims, "I'm here", and selections prepared by staff."""
 
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from sqlalchemy import create_engine, select, update
 
 from services.reservations.models import Appointment, PickupSlot, Reservation
-from services.reservations.opening_days import WEEKDAYS
-from tests.helpers import Client, wait_for
-from tests.integration.test_drive_flow import catalogue
-
-PARIS = ZoneInfo("Europe/Paris")
-EVERY_DAY = {day: ["09:00-12:00", "14:00-19:00"] for day in WEEKDAYS}
-
-
-def today() -> date:
-    return datetime.now(PARIS).date()
-
-
-def ready_reservation(drive, card: str, title_id: str, point: str = "central-adult", headers=None) -> str:
-    placed = drive.reservations.post("/reservations", headers=headers,
-                                     json={"patron": card, "pickup_point": point, "titles": [title_id]})
-    assert placed.status_code == 201, placed.text
-    rid = placed.json()["id"]
-    wait_for(lambda: drive.reservations.get(f"/reservations/{rid}").json()["status"] == "allocated")
-    ready = drive.reservations.post(f"/reservations/{rid}/ready", json={"hold_shelf": f"H-{card}"})
-    assert ready.status_code == 200, ready.text
-    return rid
-
-
-def coming_slots(reservations: Client, point: str = "central-adult") -> list[dict]:
-    """The point's free and full slots from tomorrow to a week on (today may have none left)."""
-    found = reservations.get(f"/pickup-points/{point}/slots",
-                                   params={"from": (today() + timedelta(days=1)).isoformat(),
-                                           "to": (today() + timedelta(days=8)).isoformat()})
-    assert found.status_code == 200, found.text
-    return found.json()
+from tests.helpers import EVERY_DAY, PARIS, coming_slots, today, wait_for
+from tests.integration.helpers import catalogue, ready_reservation
 
 
 def test_calendar_hours_closed_days_and_bad_input(drive):

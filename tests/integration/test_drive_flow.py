@@ -3,27 +3,11 @@
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import create_engine, update
 
-from services.reservations.models import CatalogueTitle, Reservation
+from services.reservations.models import Reservation
 from tests.helpers import wait_for
-
-
-def catalogue(drive, title: str, copies: list[tuple[str, str, str]], material: str = "book") -> str:
-    """Add a title and its copies over HTTP; wait until reservations' replica of the catalogue has it."""
-    created = drive.inventory.post("/titles", json={"title": title, "author": "Karin Holm", "material": material})
-    assert created.status_code == 201, created.text
-    title_id = created.json()["id"]
-    for barcode, site, shelf in copies:
-        added = drive.inventory.post(f"/titles/{title_id}/copies",
-                                     json={"barcode": barcode, "site": site, "shelf_mark": shelf})
-        assert added.status_code == 201, added.text
-    engine = create_engine(drive.urls["reservations"])
-    with engine.connect() as conn:
-        wait_for(lambda: conn.execute(select(CatalogueTitle.id).where(CatalogueTitle.id == title_id)).first()
-                 or conn.rollback(), what="the title in reservations' catalogue")
-    engine.dispose()
-    return title_id
+from tests.integration.helpers import catalogue
 
 
 def reservation(drive, reservation_id: str) -> dict:

@@ -30,8 +30,7 @@ from schemathesis.specs.openapi.checks import (
 from services.common.messaging import declare_topology
 from services.notifications.service import NotificationsService
 from tests.helpers import Client
-from tests.integration.conftest import service_config
-from tests.integration.test_drive_flow import catalogue
+from tests.integration.helpers import catalogue, service_config
 
 # Examples per operation, token and kind of path ids: 64 operations stay within a couple of minutes on 2 cores.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))

@@ -22,10 +22,8 @@ from services.inventory.models import Title
 from services.inventory.service import InventoryService
 from services.notifications.service import NotificationsService
 from services.reservations.service import ReservationsService
-from tests.helpers import Client
-from tests.integration.conftest import service_config
-from tests.integration.test_api import HEADER
-from tests.integration.test_bibliobus_api import stop_body
+from tests.helpers import CSV_HEADER, Client, stop_body
+from tests.integration.helpers import service_config
 
 SERVICES = ("reservations", "inventory", "notifications", "bibliobus")
 
@@ -134,7 +132,7 @@ def test_a_nul_character_in_a_path_a_query_or_a_body_is_refused_naming_the_field
 
     unchanged(four, cases)
     client, _ = four["inventory"]
-    csv = HEADER + "9782070360024,Neige\u0000,Orhan Pamuk,book,N-1,central,R PAM\n"
+    csv = CSV_HEADER + "9782070360024,Neige\u0000,Orhan Pamuk,book,N-1,central,R PAM\n"
     refused(client.post("/catalogue/import", data=csv.encode(), headers={"Content-Type": "text/csv"}),
             400, "invalid", "NUL")
 
@@ -158,7 +156,7 @@ def test_bodies_that_are_not_utf8_are_refused(four):
             answer = client.call(method, path, data=latin1, headers={"Content-Type": "application/json"})
             refused(answer, 400, "invalid", "UTF-8")
         client, _ = four["inventory"]
-        csv = HEADER + "9782070360024,Les Misérables,Victor Hugo,book,M-1,central,R HUG\n"
+        csv = CSV_HEADER + "9782070360024,Les Misérables,Victor Hugo,book,M-1,central,R HUG\n"
         answer = client.post("/catalogue/import", data=csv.encode("latin-1"), headers={"Content-Type": "text/csv"})
         refused(answer, 400, "invalid", "UTF-8")
 
@@ -167,7 +165,7 @@ def test_bodies_that_are_not_utf8_are_refused(four):
 
 def test_a_csv_with_bare_carriage_returns_is_read_line_by_line(four):
     client, url = four["inventory"]
-    csv = (HEADER + "9782070360024,Neige,Orhan Pamuk,book,N-1,central,R PAM\n"
+    csv = (CSV_HEADER + "9782070360024,Neige,Orhan Pamuk,book,N-1,central,R PAM\n"
            "9782070412884,L'Étranger,Albert Camus,book,E-1,neighbourhood,R CAM\n").replace("\n", "\r")
     answer = client.post("/catalogue/import", data=csv.encode(), headers={"Content-Type": "text/csv"})
     assert answer.status_code == 201, answer.text
@@ -188,7 +186,7 @@ def test_bodies_in_the_wrong_media_type_answer_415(four):
                 answer = client.call(method, path, data=json.dumps(body).encode(), headers=headers)
                 refused(answer, 415, "unsupported_media_type", "application/json")
         client, _ = four["inventory"]
-        csv = HEADER + "9782070360024,Neige,Orhan Pamuk,book,N-1,central,R PAM\n"
+        csv = CSV_HEADER + "9782070360024,Neige,Orhan Pamuk,book,N-1,central,R PAM\n"
         for media_type in ("application/json", "text/plain"):
             answer = client.post("/catalogue/import", data=csv.encode(), headers={"Content-Type": media_type})
             refused(answer, 415, "unsupported_media_type", "text/csv")

@@ -16,9 +16,8 @@ import services.cli as cli
 from services.reservations.figures import COUNTERS
 from services.reservations.models import Reservation, Selection
 from services.reservations.opening_days import public_holidays
-from tests.helpers import Client
-from tests.integration.test_counter_day import EVERY_DAY, PARIS, coming_slots, ready_reservation, today
-from tests.integration.test_drive_flow import catalogue
+from tests.helpers import EVERY_DAY, PARIS, Client, coming_slots, today
+from tests.integration.helpers import catalogue, ready_reservation
 
 # central-adult's hours for the test: every day 09:00–12:00 and 14:00–19:00 in 30-min slots of 2 places.
 CENTRAL_PLACES = (6 + 10) * 2

@@ -4,7 +4,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.bibliobus.domain import Signal, StopState, Thresholds, count_demand, evaluate, override
+from services.bibliobus.domain import (
+    PENDING,
+    Signal,
+    StopState,
+    Thresholds,
+    at_a_stop,
+    count_demand,
+    evaluate,
+    is_new_demand,
+    moves_forward,
+    override,
+)
 from services.common.errors import Invalid
 
 RULE = Thresholds(enable=5, disable=2, consecutive=3)
@@ -110,3 +121,26 @@ def test_bad_thresholds_are_refused_naming_the_field(enable, disable, consecutiv
 def test_a_stop_overrides_the_networks_thresholds_where_it_has_its_own():
     assert RULE.overridden(8, None, None) == Thresholds(8, 2, 3)
     assert RULE.overridden(None, None, None) == RULE
+
+
+def placement(kind: str, reannounced: bool = False) -> dict:
+    return {"reservation_id": "r1", "pickup_point": {"id": "p", "kind": kind}, "reannounced": reannounced}
+
+
+def test_only_a_first_placement_at_a_stop_is_demand():
+    assert at_a_stop(placement("bibliobus_stop")) and not at_a_stop(placement("library"))
+    assert is_new_demand(placement("bibliobus_stop"))
+    assert not is_new_demand(placement("bibliobus_stop", reannounced=True))  # `drive check --fix` asked again
+    assert not is_new_demand(placement("counter"))
+
+
+def test_a_stops_replica_of_a_reservation_only_moves_forward():
+    assert moves_forward("waiting", "placed") and moves_forward("placed", "ready")
+    assert moves_forward("ready", "collected") and moves_forward("placed", "cancelled")
+    assert moves_forward("ready", "ready")  # the same event again
+    assert not moves_forward("collected", "ready") and not moves_forward("ready", "placed")
+    assert not moves_forward("expired", "waiting")
+
+
+def test_reservations_still_to_serve_are_those_not_collected_cancelled_or_expired():
+    assert set(PENDING) == {"waiting", "placed", "ready"}

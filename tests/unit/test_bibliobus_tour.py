@@ -5,8 +5,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.bibliobus.domain import Signal, Thresholds
-from services.bibliobus.whatif import day_ends, days_between, demand_by_day, replay
-from services.common.errors import Conflict
+from services.bibliobus.whatif import check_period, day_ends, days_between, demand_by_day, replay
+from services.common.errors import Conflict, Invalid
 from services.reservations.domain import choose_visit, initial_status
 from services.visits import next_visit, slot_problems, upcoming_visits
 
@@ -77,3 +77,18 @@ def test_a_what_if_replays_each_stop_under_the_given_thresholds():
         True] * 7 + [False] * 13  # one day below 1 is enough here
     never_closes = {"quiet": Thresholds(1, 0, 1)}  # disable at 0: demand is never below it
     assert all(replay(quiet, ["quiet"], days, 7, never_closes, PARIS)[0].opened)
+
+
+@pytest.mark.parametrize("first, last, field", [
+    (date(2026, 3, 5), date(2026, 3, 4), "last"),  # ends before it starts
+    (date(2026, 3, 1), date(2026, 3, 10), "last"),  # ends after today: a what-if replays the past
+    (date(2025, 3, 8), date(2026, 3, 9), "first")])  # 367 days
+def test_a_what_if_period_is_past_in_order_and_at_most_a_year(first, last, field):
+    with pytest.raises(Invalid) as refused:
+        check_period(first, last, today=date(2026, 3, 9))
+    assert refused.value.details["field"] == field
+
+
+def test_a_what_if_may_end_today_and_cover_366_days():
+    assert check_period(date(2025, 3, 9), date(2026, 3, 9), today=date(2026, 3, 9)) == (date(2025, 3, 9),
+                                                                                        date(2026, 3, 9))

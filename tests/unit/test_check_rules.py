@@ -48,7 +48,7 @@ def test_stuck_placements_are_said_again():
 
 
 def test_an_event_said_again_is_no_news_for_patrons():
-    from services.notifications.messages import should_announce
+    from services.notifications.domain import should_announce
 
     cancelled = {"reservation_id": "r1", "cancelled_by": "staff"}
     assert should_announce("reservation_cancelled", cancelled)

@@ -7,14 +7,42 @@ import pytest
 from services.common.errors import Invalid
 from services.inventory.domain import (
     QuarantinePolicy,
+    allocates_now,
     availability,
     normalise_isbn,
     parse_catalogue,
     parse_material_hours,
+    pick_copy,
 )
+from tests.helpers import CSV_HEADER
 
 SITES = ["central", "neighbourhood"]
-HEADER = "isbn,title,author,material,barcode,site,shelf_mark\n"
+
+
+def shelf_of(**sites: list[str]) -> dict[str, list[dict]]:
+    """Copies on the shelf per site, numbered in one barcode order across sites (as `allocation` reads them)."""
+    ordered = sorted(barcode for barcodes in sites.values() for barcode in barcodes)
+    return {site: [{"barcode": b, "site": site, "order": ordered.index(b)} for b in sorted(barcodes)]
+            for site, barcodes in sites.items()}
+
+
+def test_a_copy_at_the_pickup_site_first_then_the_lowest_barcode_elsewhere():
+    shelf = shelf_of(central=["C-1", "C-2"], neighbourhood=["N-9"], annex=["A-5"])
+    assert pick_copy(shelf, "neighbourhood")["barcode"] == "N-9"  # no transfer, though its barcode is highest
+    assert pick_copy(shelf, "neighbourhood")["barcode"] == "A-5"  # then the lowest barcode of any other site
+    assert [pick_copy(shelf, "neighbourhood")["barcode"] for _ in range(2)] == ["C-1", "C-2"]
+    assert pick_copy(shelf, "neighbourhood") is None and pick_copy({}, "central") is None
+
+
+def test_a_picked_copy_leaves_the_shelf():
+    shelf = shelf_of(central=["C-1"])
+    assert pick_copy(shelf, "central")["barcode"] == "C-1"
+    assert shelf == {"central": []} and pick_copy(shelf, "central") is None
+
+
+def test_a_placement_waiting_for_its_bibliobus_stop_takes_no_copy_yet():
+    assert allocates_now({"reservation_id": "r1", "waiting_for_stop": False})
+    assert not allocates_now({"reservation_id": "r1", "waiting_for_stop": True})
 
 
 def test_quarantine_length_per_material_and_plastic_cover():
@@ -40,12 +68,12 @@ def test_isbn_normalised_to_13_digits_and_checked():
 
 
 def test_catalogue_rows_parsed():
-    rows = parse_catalogue(HEADER + "207036822X,L'Étranger,Camus,book,B1,central,R CAM 1\n", SITES)
+    rows = parse_catalogue(CSV_HEADER + "207036822X,L'Étranger,Camus,book,B1,central,R CAM 1\n", SITES)
     assert rows[0].isbn == "9782070368228" and rows[0].barcode == "B1" and rows[0].line == 2
 
 
 def test_catalogue_reports_every_bad_row_by_line_number():
-    text = HEADER + ("207036822X,Ok,Camus,book,B1,central,R 1\n"
+    text = CSV_HEADER + ("207036822X,Ok,Camus,book,B1,central,R 1\n"
                      "123,Bad isbn,X,book,B2,central,R 1\n"
                      ",No site,X,book,B3,moon,R 1\n"
                      ",Dup,X,book,B1,central,R 1\n")

@@ -1,8 +1,8 @@
-"""A tiny service built only from the kit in `services/common`, and the helpers its contract suite uses."""
+"""A tiny service built only from the kit in `services/common`, and the helpers its contract suites use (their
+fixtures: `conftest.py` beside)."""
 
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -82,7 +82,7 @@ class Behaviour:
 class PlumbingService:
     name = "plumbing"
     db = Database(Base)
-    events = OutboxRelay(SOURCE, Outbox)
+    outbox = OutboxRelay(SOURCE, Outbox)
 
     @event_handler(SOURCE, "thing_happened")
     def on_thing_happened(self, event: Event) -> None:
@@ -92,7 +92,7 @@ class PlumbingService:
         with self.db.begin():
             if first_delivery(self.db, Inbox, event):
                 self.db.add(Effect(event_id=event.id, label=event.data["label"]))
-                self.events.publish(self.db, "thing_recorded", {"label": event.data["label"]})
+                self.outbox.publish(self.db, "thing_recorded", {"label": event.data["label"]})
         Behaviour.committed[event.id] += 1
 
 
@@ -115,18 +115,6 @@ class Store:
         with self.session() as session:
             query = select(func.count()).select_from(model).filter_by(**where)
             return session.scalar(query)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def thing(label: str, poison: bool = False) -> Event:

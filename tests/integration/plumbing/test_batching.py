@@ -10,8 +10,8 @@ from services.common.envelope import Event
 from services.common.messaging import DEAD_LETTER_QUEUE, declare_topology
 from services.common.relay import OutboxRelay
 from services.common.reliability import first_delivery
-from tests.integration import test_plumbing as plumbing
-from tests.integration.plumbing_kit import (
+from tests.helpers import wait_for
+from tests.integration.plumbing.kit import (
     SOURCE,
     Base,
     Behaviour,
@@ -22,13 +22,7 @@ from tests.integration.plumbing_kit import (
     publish,
     queue_depth,
     thing,
-    wait_for,
 )
-
-# The plumbing suite's fixtures: a database per backend (SQLite, PostgreSQL), its store, the services' config,
-# the test event types.
-db_url, store, config, registered_test_events = plumbing.db_url, plumbing.store, plumbing.config, \
-    plumbing.registered_test_events
 
 pytestmark = pytest.mark.time_limit(40)
 
@@ -39,7 +33,7 @@ batches: list[list[str]] = []
 class BatchPlumbingService:
     name = "batchplumbing"
     db = Database(Base)
-    events = OutboxRelay(SOURCE, Outbox)
+    outbox = OutboxRelay(SOURCE, Outbox)
 
     @batch_event_handler(SOURCE, "thing_happened")
     def on_things(self, events: list[Event]) -> None:
@@ -51,7 +45,7 @@ class BatchPlumbingService:
         with self.db.begin():
             for event in first_deliveries(self.db, Inbox, events):
                 self.db.add(Effect(event_id=event.id, label=event.data["label"]))
-                self.events.publish(self.db, "thing_recorded", {"label": event.data["label"]})
+                self.outbox.publish(self.db, "thing_recorded", {"label": event.data["label"]})
         for event in events:
             Behaviour.committed[event.id] += 1
 

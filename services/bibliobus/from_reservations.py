@@ -1,29 +1,21 @@
-"""What the bibliobus learns from reservations, inside the caller's transaction: demand signals (a
-reservation placed at a stop, an interest), and a replica of each stop's reservations (for the manifest and
-for the rule: a stop with reservations still to serve stays open)."""
+"""What reservations' events change here, inside the caller's transaction: demand signals (a reservation placed
+at a stop), and a replica of each stop's reservations (for the manifest and for the rule: a stop with
+reservations still to serve stays open)."""
 
 from datetime import datetime
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from services.bibliobus import domain
 from services.bibliobus.control import evaluate_stops
-from services.bibliobus.models import DemandSignal, Stop, StopReservation
+from services.bibliobus.models import DemandSignal, StopReservation
 from services.bibliobus.policy import Policy
-from services.bibliobus.tour import find
 from services.common.batching import insert_new
 from services.common.relay import Events
 
-STOP_KIND = "bibliobus_stop"
-# A replica row only moves forward: events of one reservation arrive on different queues, in any order.
-PROGRESS = {"waiting": 0, "placed": 0, "ready": 1, "collected": 2, "cancelled": 2, "expired": 2}
 
-
-def at_a_stop(data: dict) -> bool:
-    return data["pickup_point"]["kind"] == STOP_KIND
-
-
-def record_placed(session: Session, events: Events, policy: Policy, placed: list[dict], now: datetime) -> None:
+def record_placed(session: Session, outbox: Events, policy: Policy, placed: list[dict], now: datetime) -> None:
     """Reservations placed at stops are demand signals, evaluated at once (they may open their stops): a batch
     of them in a few statements, each stop evaluated once for the batch."""
     if not placed:
@@ -37,7 +29,7 @@ def record_placed(session: Session, events: Events, policy: Policy, placed: list
         {"reservation_id": d["reservation_id"], "stop_id": d["pickup_point"]["id"], "patron": d["patron"],
          "status": "waiting" if d["waiting_for_stop"] else "placed", "placed_at": d["placed_at"], "lines": [],
          "updated_at": now} for d in placed])
-    evaluate_stops(session, events, policy, now, {d["pickup_point"]["id"] for d in placed})
+    evaluate_stops(session, outbox, policy, now, {d["pickup_point"]["id"] for d in placed})
 
 
 def record_ready(session: Session, data: dict, now: datetime) -> None:
@@ -59,18 +51,7 @@ def _advance(session: Session, data: dict, status: str, now: datetime,
         row = StopReservation(reservation_id=data["reservation_id"], stop_id=data["pickup_point"]["id"],
                               patron=data["patron"], status=status, placed_at=placed_at or now, lines=[])
         session.add(row)
-    elif PROGRESS[status] >= PROGRESS[row.status]:
+    elif domain.moves_forward(row.status, status):
         row.status = status
     row.updated_at = now
     return row
-
-
-def record_interest(session: Session, events: Events, policy: Policy, stop_id: str, patron: str, by: str,
-                    now: datetime) -> Stop:
-    """"I would collect at this stop", from the patron or from staff taking a phone call. The stop is locked
-    before it is read: calls at the same moment queue, and each decides on the state the previous one left."""
-    stop = find(session, stop_id, lock=True)
-    session.add(DemandSignal(stop_id=stop.id, patron=patron, kind="interest", recorded_by=by, at=now))
-    session.flush()
-    evaluate_stops(session, events, policy, now, [stop.id])
-    return stop

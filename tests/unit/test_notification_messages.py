@@ -1,12 +1,11 @@
-"""What patrons are told of pickup slots, selections and the "I'm here" link: which events make a message, their
-text in French and English, local times, and SMS that keep within two segments without a link cut short."""
+"""What a message says, called directly: SMS length (GSM-7 or UCS-2) and what fits in two, the templates (shipped
+for every announced event in French and English, overridable), local times, pickup slots, selections, due-date
+shifts and the "I'm here" link, never cut short. Which events make a message: test_notification_rules."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from services.notifications.domain import fit_sms, sms_segments, still_holds
-from services.notifications.messages import ANNOUNCED, SHIPPED, Templates, facts, should_announce
+from services.notifications.domain import ANNOUNCED, fit_sms, sms_segments
+from services.notifications.messages import SHIPPED, Templates, facts
 from services.notifications.policy import PostOffice
 
 POINT = {"id": "neighbourhood", "name": "Médiathèque de quartier", "kind": "library", "site": "neighbourhood"}
@@ -32,24 +31,32 @@ def render(event_type: str, data: dict, channel: str = "email", language: str = 
     return f"{subject}\n{body}" if subject else body
 
 
+def test_gsm7_lengths_and_extension_characters():
+    assert sms_segments("a" * 160) == 1
+    assert sms_segments("a" * 161) == 2  # 153 per part once split
+    assert sms_segments("a" * 306) == 2 and sms_segments("a" * 307) == 3
+    assert sms_segments("€" * 80) == 1 and sms_segments("€" * 81) == 2  # € counts double
+    assert sms_segments("é" * 160) == 1  # é is in GSM-7
+
+
+def test_one_character_outside_gsm7_turns_the_text_to_ucs2():
+    assert sms_segments("ê" + "a" * 69) == 1
+    assert sms_segments("ê" + "a" * 70) == 2  # 70 per SMS, 67 per part
+    assert sms_segments("ç" + "a" * 133) == 2 and sms_segments("ç" + "a" * 134) == 3
+
+
+def test_fit_sms_drops_titles_into_a_count_then_cuts():
+    render = lambda titles, more: "Prêt : " + ", ".join(titles) + (f" +{more}" if more else "")  # noqa: E731
+    text = fit_sms(render, [f"Titre numéro {n}" for n in range(30)])
+    assert sms_segments(text) <= 2 and text.endswith("+" + text.rsplit("+", 1)[1])
+    assert sms_segments(fit_sms(lambda t, m: "ê" * 500, [])) <= 2
+
+
 def test_every_announced_event_has_both_languages_and_channels():
     for event_type in ANNOUNCED:
         for language in ("fr", "en"):
             for channel in ("email", "sms"):
                 assert (SHIPPED / language / f"{event_type}.{channel}.j2").is_file(), (event_type, language, channel)
-
-
-@pytest.mark.parametrize(("reason", "by", "told"), [
-    ("drive_closed", "staff", True), ("cancelled", "staff", True), ("cancelled", "patron", False),
-    ("moved", "patron", False), ("moved", "staff", False), ("reservation_closed", "system", False)])
-def test_a_slot_given_back_is_news_only_when_the_library_did_it(reason, by, told):
-    assert should_announce("pickup_slot_cancelled", slot(reason=reason, cancelled_by=by)) is told
-
-
-def test_arrivals_are_for_the_counter_not_the_patron():
-    assert not should_announce("patron_arrived", {"reservation_id": RID, "patron": "C1"})
-    for event_type in ("selection_requested", "selection_prepared", "pickup_slot_booked"):
-        assert should_announce(event_type, {"patron": "C1"})
 
 
 def test_booked_slot_in_paris_time_french_and_english():
@@ -130,17 +137,43 @@ def test_fit_sms_falls_back_to_the_text_without_its_optional_part():
     assert ucs2 == "Prêt : a, b"  # "ê" makes it UCS-2: 70 characters, no room for the link
 
 
-def test_slot_messages_hold_only_while_the_reservation_waits():
-    announced = datetime(2026, 12, 1, tzinfo=UTC)
-    for event_type in ("pickup_slot_booked", "pickup_slot_cancelled"):
-        assert still_holds(event_type, announced, "ready") and still_holds(event_type, announced, None)
-        assert not still_holds(event_type, announced, "collected")
-        assert not still_holds(event_type, announced, "cancelled")
-
-
 def test_patron_app_url_is_a_setting(tmp_path, monkeypatch):
     monkeypatch.delenv("PATRON_APP_URL", raising=False)
     office = PostOffice({"NOTIFY_FILE_SINK_DIR": str(tmp_path)})
     assert office.templates.app_url == "https://drive.example-bibliotheque.fr"
     office = PostOffice({"NOTIFY_FILE_SINK_DIR": str(tmp_path), "PATRON_APP_URL": "https://app.example.org/"})
     assert office.templates.app_url == "https://app.example.org"
+
+
+def test_templates_french_by_default_and_overridable(tmp_path):
+    data = {"reservation_id": "r", "patron": "C1", "cancelled_by": "staff",
+            "pickup_point": {"id": "p", "name": "Médiathèque de quartier", "kind": "library", "site": "n"},
+            "lines": [{"line_id": "l", "title_id": "t", "title": "La nuit du nord"}]}
+    subject, body = Templates().render("reservation_cancelled", "email", "de", facts("reservation_cancelled", data))
+    assert subject == "Réservation annulée par la médiathèque" and "La nuit du nord" in body
+    (tmp_path / "fr").mkdir()
+    (tmp_path / "fr" / "reservation_cancelled.email.j2").write_text("Annulation\n{{ titles | join(' / ') }}\n")
+    subject, body = Templates(str(tmp_path)).render("reservation_cancelled", "email", "fr",
+                                                    facts("reservation_cancelled", data))
+    assert (subject, body.strip()) == ("Annulation", "La nuit du nord")
+
+
+def render_shift(data: dict, channel: str, language: str = "fr") -> str:
+    subject, body = Templates().render("due_dates_shifted", channel, language, facts("due_dates_shifted", data))
+    return f"{subject}\n{body}" if subject else body
+
+
+def test_a_shift_of_only_a_ready_reservation_speaks_of_its_pickup_deadline():
+    deadline = datetime(2026, 5, 12, 16, tzinfo=UTC)  # 18:00 in Paris
+    only = {"shift_id": "sh", "patron": "C1", "undone": False, "loans": [],
+            "reservations": [{"reservation_id": "r", "previous_pickup_deadline": deadline - timedelta(days=9),
+                              "pickup_deadline": deadline}]}
+    for channel in ("email", "sms"):
+        text = render_shift(only, channel)
+        assert "jusqu'au mardi 12 mai à 18 h 00" in text and "rendre" not in text, text
+        assert "until Tuesday 12 May at 18:00" in render_shift(only, channel, "en")
+    assert render_shift({**only, "undone": True}, "email").startswith("Date limite de retrait rétablie\n")
+    loan = {"loan_id": "l", "title": "La nuit du nord", "previous_due_at": deadline, "due_at": deadline}
+    both = render_shift({**only, "loans": [loan]}, "email")
+    assert both.startswith("Nouvelles dates de retour\n") and "à rendre à partir du 12 mai" in both
+    assert "Votre réservation prête vous attend jusqu'au mardi 12 mai à 18 h 00." in both

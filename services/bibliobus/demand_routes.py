@@ -1,5 +1,5 @@
-"""What analysts look at, as JSON and as PNG charts: a stop's demand day by day, the map of the stops, and
-what-ifs. Entrypoints only, mixed into `BibliobusService` (which brings `db` and `policy`)."""
+"""The HTTP routes of demand, what analysts look at, as JSON and as PNG charts: a stop's demand day by day, the
+map of the stops, and what-ifs. Entrypoints only, mixed into `BibliobusService` (which brings `db` and `policy`)."""
 
 from datetime import UTC, datetime
 
@@ -26,7 +26,7 @@ def png(data: bytes) -> Response:
     return Response(data, mimetype="image/png")
 
 
-class DemandReports:
+class DemandRoutes:
     @route("GET", "/stops/<stop_id>/demand", roles=TEAM, query=DemandQuerySchema, response=DemandSchema,
            summary="The stop's demand now and day by day, against its thresholds")
     def demand(self, request, principal, stop_id, query):

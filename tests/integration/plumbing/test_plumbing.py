@@ -2,25 +2,23 @@
 dead-lettering and replay, on SQLite and PostgreSQL, each test in its own RabbitMQ vhost."""
 
 import time
-import uuid
 from datetime import UTC, datetime
 
 import eventlet
 import pytest
 from kombu import Connection
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from services.common.deadletters import list_dead_letters, replay
 from services.common.envelope import REGISTRY, Event
 from services.common.messaging import DEAD_LETTER_QUEUE, dead_letter_topology, declare_topology
 from services.common.relay import OutboxPublisher
 from services.common.reliability import first_delivery, record_event
-from tests.conftest import PG_ADMIN_URL
-from tests.integration.plumbing_kit import (
+from tests.helpers import wait_for
+from tests.integration.plumbing.kit import (
     HANDLER_QUEUE,
     SOURCE,
-    Base,
     Behaviour,
     Effect,
     Inbox,
@@ -29,61 +27,15 @@ from tests.integration.plumbing_kit import (
     Store,
     bind_spy,
     drain_queue,
-    plumbing_event_types,
     publish,
     publish_raw,
     queue_depth,
     thing,
-    wait_for,
 )
 
 pytestmark = pytest.mark.time_limit(30)
 
 CLOSED_PORT_URI = "pyamqp://guest:guest@127.0.0.1:1/"
-
-
-@pytest.fixture(autouse=True)
-def registered_test_events():
-    with plumbing_event_types():
-        yield
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'plumbing.db'}"
-        _create_tables(url)
-        yield url
-        return
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"drive_plumbing_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    _create_tables(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _create_tables(url: str) -> None:
-    engine = create_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def store(db_url):
-    store = Store(db_url)
-    yield store
-    store.engine.dispose()
-
-
-@pytest.fixture
-def config(rabbit_config, db_url):
-    return {"AMQP_URI": rabbit_config["AMQP_URI"], "DB_URL": db_url, "EVENT_MAX_ATTEMPTS": 3,
-            "EVENT_RETRY_BASE_SECONDS": 0.01, "OUTBOX_SWEEP_SECONDS": 0.2}
 
 
 @pytest.fixture
