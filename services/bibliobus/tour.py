@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from services.bibliobus.models import Stop
 from services.bibliobus.policy import Policy
-from services.bibliobus.schedule import slot_problems
 from services.common.errors import Conflict, Invalid, NotFound
 from services.common.relay import Events
+from services.visits import slot_problems
 
 DESCRIPTION = ("name", "district", "latitude", "longitude", "capacity_per_visit", "visits")
 

@@ -12,8 +12,8 @@ from services.bibliobus.control import Network, demand_by_stop, network, pending
 from services.bibliobus.domain import Signal, window_start
 from services.bibliobus.models import Decision, DemandSignal, Stop, StopReservation
 from services.bibliobus.policy import Policy
-from services.bibliobus.schedule import next_visit
 from services.bibliobus.tour import find
+from services.visits import next_visit
 
 
 def stop_view(stop: Stop, net: Network, demand: int, pending: int, policy: Policy, now: datetime) -> dict:

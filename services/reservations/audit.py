@@ -8,11 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.relay import Events
-from services.reservations import desk, domain
+from services.reservations import circulation, domain
 from services.reservations.models import Line, Reservation
 
-ANNOUNCE = {"reservation_placed": desk.placement, "reservation_cancelled": desk.cancellation,
-            "reservation_expired": desk.expiry}
+ANNOUNCE = {"reservation_placed": circulation.placement, "reservation_cancelled": circulation.cancellation,
+            "reservation_expired": circulation.expiry}
 
 
 def open_lines(session: Session, now: datetime, stuck_after_seconds: float) -> dict:
@@ -24,7 +24,8 @@ def open_lines(session: Session, now: datetime, stuck_after_seconds: float) -> d
         .where(reservations.status.in_(domain.HOLDING_STATUSES), lines.status.in_(domain.OPEN_LINE_STATUSES))
         .order_by(lines.title_id, lines.reservation_id, lines.id)).mappings().all()
     stuck = session.scalars(select(reservations.id).where(
-        reservations.status == "placed", reservations.placed_at < now - timedelta(seconds=stuck_after_seconds))
+        reservations.status.in_(domain.ALLOCATABLE),
+        reservations.placed_at < now - timedelta(seconds=stuck_after_seconds))
         .order_by(reservations.placed_at)).all()
     return {"lines": [dict(row) for row in rows], "stuck_placed": list(stuck)}
 

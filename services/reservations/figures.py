@@ -16,16 +16,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from services.reservations.calendar import Calendar, check_range
-from services.reservations.calendars import calendar_of, capacity_of, during
-from services.reservations.counter import KEPT
+from services.reservations import domain
 from services.reservations.models import Appointment, PickupPoint, PickupSlot, Reservation, Selection
+from services.reservations.opening_days import Calendar, check_range
+from services.reservations.pickup_points import calendar_of, capacity_of, during
 from services.reservations.policy import Policy
 
 MAX_DAYS = 366
 COUNTERS = ("reservations_placed", "selections_asked", "selections_prepared", "selections_nothing_available",
             "collections", "no_shows")
-PREPARED = ("prepared", "nothing_available")  # a selection staff have dealt with, whatever they found
+PREPARED = domain.SELECTION_PREPARED
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def aggregate(first: date, last: date, zone: str, reservations: Iterable[Reserva
     for r in reservations:
         if (day := day_of(r.placed_at)) is not None:
             tallies[day, r.pickup_point, r.channel].counts["reservations_placed"] += 1
-        if r.status not in ("collected", "expired") or (day := day_of(r.closed_at)) is None:
+        if r.status not in domain.PICKUP_OUTCOMES or (day := day_of(r.closed_at)) is None:
             continue
         tally = tallies[day, r.pickup_point, r.channel]
         if r.status == "expired":
@@ -153,7 +153,7 @@ def report(session: Session, policy: Policy, first: date, last: date) -> dict:
         Reservation.pickup_point_id, Reservation.channel, Reservation.status, Reservation.placed_at,
         Reservation.closed_at, Reservation.arrived_at).where(or_(
             within(Reservation.placed_at),
-            and_(Reservation.status.in_(("collected", "expired")), within(Reservation.closed_at))))).all()]
+            and_(Reservation.status.in_(domain.PICKUP_OUTCOMES), within(Reservation.closed_at))))).all()]
     selections = [SelectionFact(*row) for row in session.execute(select(
         Selection.pickup_point_id, Selection.channel, Selection.status, Selection.requested_at,
         Selection.prepared_at).where(or_(
@@ -176,5 +176,6 @@ def report(session: Session, policy: Policy, first: date, last: date) -> dict:
         places.update({(day, point.id): n for day, n in by_day.items()})
     bookings = [BookingFact(*row) for row in session.execute(select(
         Appointment.pickup_point_id, Appointment.starts_at).where(
-        Appointment.pickup_point_id.in_(ids), Appointment.status.in_(KEPT), within(Appointment.starts_at)))]
+        Appointment.pickup_point_id.in_(ids), Appointment.status.in_(domain.KEPT_APPOINTMENTS),
+        within(Appointment.starts_at)))]
     return aggregate(first, last, policy.zone, reservations, selections, bookings, places)

@@ -4,9 +4,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.common.settings import Setting, Settings, setting
-from services.reservations.calendar import parse_ranges
-from services.reservations.continuity import Opening
 from services.reservations.domain import FinePolicy, Quota, parse_material_limits, parse_steps
+from services.reservations.opening_days import parse_ranges
 
 SETTINGS = Settings(
     "reservations",
@@ -42,11 +41,12 @@ class Policy:
         self.reminder_steps = parse_steps(setting(config, "REMINDER_STEPS_DAYS"))
         self.grace_days = setting(config, "GRACE_DAYS_AFTER_SUSPENSION")
         self.reminders_per_run = setting(config, "OVERDUE_REMINDERS_PER_RUN")
+        # The days the network opens (1 = Monday), public holidays aside.
         weekdays = setting(config, "OPENING_WEEKDAYS")
-        self.opening = Opening(weekdays=frozenset(int(d) for d in weekdays.split(",") if d.strip()))
+        self.opening_weekdays = frozenset(int(d) for d in weekdays.split(",") if d.strip())
         # The drive calendar of a pickup point that has no hours of its own, and its appointment slots.
         ranges = [r.strip() for r in setting(config, "DRIVE_OPENING_HOURS").split(",")]
-        self.default_hours = {day: parse_ranges(ranges) for day in self.opening.weekdays}
+        self.default_hours = {day: parse_ranges(ranges) for day in self.opening_weekdays}
         self.zone = setting(config, "DRIVE_TIMEZONE")
         self.tz = ZoneInfo(self.zone)
         self.slot_minutes = setting(config, "SLOT_MINUTES")

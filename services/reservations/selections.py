@@ -9,44 +9,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.auth import Principal
-from services.common.errors import Conflict, Invalid, NotFound
+from services.common.errors import NotFound
 from services.common.relay import Events
-from services.reservations import counter, desk
-from services.reservations.calendars import pickup_point
+from services.reservations import circulation, domain
 from services.reservations.models import CatalogueTitle, Reservation, Selection
+from services.reservations.pickup_points import pickup_point
 from services.reservations.policy import Policy
 from services.reservations.refs import point_ref
-
-OPEN = ("requested",)
-YOUTH_AGES = (0, 18)
-
-
-def check_audience(audience: str, age_min: int | None, age_max: int | None) -> None:
-    """Youth selections say for what ages (0–18); adult ones do not."""
-    if audience == "adult":
-        if age_min is not None or age_max is not None:
-            raise Invalid("an age range is for youth selections", field="age_min")
-        return
-    if age_min is None or age_max is None:
-        raise Invalid("a youth selection needs an age range (age_min and age_max)", field="age_min")
-    if not (YOUTH_AGES[0] <= age_min <= YOUTH_AGES[1] and YOUTH_AGES[0] <= age_max <= YOUTH_AGES[1]):
-        raise Invalid("youth ages are between 0 and 18", field="age_min")
-    if age_max < age_min:
-        raise Invalid(f"the age range is upside down: {age_min} to {age_max}", field="age_max")
 
 
 def request(session: Session, events: Events, policy: Policy, principal: Principal, body: dict, channel: str,
             now: datetime) -> Selection:
     card = body["patron"]
     principal.require_card(card)
-    check_audience(body["audience"], body.get("age_min"), body.get("age_max"))
+    domain.check_audience(body["audience"], body.get("age_min"), body.get("age_max"))
     point = pickup_point(session, body["pickup_point"])
-    desk.lock_card(session, card)
-    held = desk.held_materials(session, card)
-    if len(held) + body["documents"] > policy.quota.max_items:
-        left = max(policy.quota.max_items - len(held), 0)
-        raise Invalid(f"{body['documents']} documents is more than the card's quota allows now ({left} left of "
-                      f"{policy.quota.max_items})", field="documents", quota_left=left)
+    circulation.lock_card(session, card)
+    policy.quota.check_selection(len(circulation.held_materials(session, card)), body["documents"])
     selection = Selection(id=str(uuid.uuid4()), patron=card, pickup_point_id=point.id, channel=channel,
                           tastes=body["tastes"].strip(), audience=body["audience"], age_min=body.get("age_min"),
                           age_max=body.get("age_max"), kinds=sorted(set(body["kinds"])), documents=body["documents"],
@@ -72,28 +51,24 @@ def queue(session: Session, point_id: str) -> list[Selection]:
     """The selections a pickup point's staff have to prepare, oldest first."""
     pickup_point(session, point_id)
     return list(session.scalars(select(Selection).where(
-        Selection.pickup_point_id == point_id, Selection.status.in_(OPEN)).order_by(Selection.requested_at)))
+        Selection.pickup_point_id == point_id, Selection.status.in_(domain.SELECTION_OPEN))
+        .order_by(Selection.requested_at)))
 
 
 def _ensure_open(selection: Selection, principal: Principal) -> None:
-    if selection.status not in OPEN:
-        raise Conflict(f"this selection is already {selection.status}", status=selection.status)
-    counter.ensure_free_to_prepare(selection.claimed_by, principal)
+    domain.ensure_selection_open(selection.status)
+    domain.ensure_free_to_prepare(selection.claimed_by, principal.subject)
 
 
 def prepare(session: Session, events: Events, policy: Policy, principal: Principal, selection: Selection,
             title_ids: Sequence[str], note: str | None, now: datetime) -> Reservation:
     """The chosen titles become a reservation of the patron's, placed on the selection's channel."""
     _ensure_open(selection, principal)
-    if len(title_ids) > selection.documents:
-        raise Invalid(f"{len(title_ids)} titles chosen for a selection of {selection.documents}", field="titles")
-    kinds = dict(session.execute(select(CatalogueTitle.id, CatalogueTitle.material)
-                                 .where(CatalogueTitle.id.in_(title_ids))).all())
-    off = [t for t in title_ids if t in kinds and kinds[t] not in selection.kinds]
-    if off:
-        raise Invalid(f"not among the kinds asked ({', '.join(selection.kinds)}): {', '.join(off)}", field="titles")
+    material_of = dict(session.execute(select(CatalogueTitle.id, CatalogueTitle.material)
+                                       .where(CatalogueTitle.id.in_(title_ids))).all())
+    domain.check_choice(title_ids, selection.documents, material_of, selection.kinds)
     _close(session, selection, "prepared", principal, note, now)  # before placing: its places go to the lines
-    reservation = desk.place(session, events, policy, principal, selection.patron, selection.pickup_point_id,
+    reservation = circulation.place(session, events, policy, principal, selection.patron, selection.pickup_point_id,
                              title_ids, selection.channel, selection_id=selection.id)
     selection.reservation_id = reservation.id
     _announce(session, events, selection, len(title_ids))
@@ -109,8 +84,7 @@ def nothing_available(session: Session, events: Events, principal: Principal, se
 
 def cancel(session: Session, events: Events, principal: Principal, selection: Selection) -> None:
     """Withdrawn before staff prepared it: it leaves the queue and gives its places back to the quota."""
-    if selection.status not in OPEN:
-        raise Conflict(f"this selection is already {selection.status}", status=selection.status)
+    domain.ensure_selection_open(selection.status)
     selection.status, selection.claimed_by, selection.claimed_at = "cancelled", None, None
     events.publish(session, "selection_cancelled", {
         "selection_id": selection.id, "patron": selection.patron, "pickup_point": point_ref(selection.pickup_point),

@@ -24,16 +24,18 @@ from services.common import (
     timer,
 )
 from services.reservations import (
+    appointments,
     audit,
-    calendars,
-    closures,
-    counter,
-    desk,
+    circulation,
+    claims,
     domain,
+    due_date_shifts,
     figures,
-    intake,
+    from_bibliobus,
+    from_inventory,
+    pickup_points,
     selections,
-    stops,
+    suspensions,
     views,
 )
 from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
@@ -93,7 +95,7 @@ class ReservationsService(DriveService):
     def place_reservation(self, request, principal, body):
         channel = domain.channel_for(body["channel"], principal.is_staff)
         with self.db.begin():
-            reservation = desk.place(self.db, self.outbox, self.policy, principal, body["patron"],
+            reservation = circulation.place(self.db, self.outbox, self.policy, principal, body["patron"],
                                      body["pickup_point"], body["titles"], channel)
             return views.reservation_view(reservation)
 
@@ -101,33 +103,33 @@ class ReservationsService(DriveService):
            summary="A reservation with its lines and their copies")
     def get_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            return views.reservation_view(desk.find(self.db, reservation_id, principal))
+            return views.reservation_view(circulation.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/ready", roles=STAFF, body=ReadySchema, optional_body=True,
            response=ReservationSchema, summary="Prepared: waiting on the hold shelf until the pickup deadline "
                                                "(the next opening day's closing time after the deadline days)")
     def mark_ready(self, request, principal, reservation_id, body):
         with self.db.begin():
-            calendars.hold_closures(self.db)  # before the reservation's row, in the order a closure takes them
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.make_ready(self.db, self.outbox, self.policy, reservation, now(), principal, body["hold_shelf"])
+            pickup_points.hold_closed_days(self.db)  # before the reservation's row, as closing a day takes them
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
+            circulation.make_ready(self.db, self.outbox, self.policy, reservation, now(), principal, body["hold_shelf"])
             return views.reservation_view(reservation)
 
     @route("POST", "/reservations/<reservation_id>/collect", roles=STAFF, response=ReservationSchema,
            summary="Handed over: loans start")
     def collect(self, request, principal, reservation_id):
         with self.db.begin():
-            calendars.hold_closures(self.db)  # the due dates it sets, as for a pickup deadline
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.collect(self.db, self.outbox, self.policy, reservation, now())
+            pickup_points.hold_closed_days(self.db)  # the due dates it sets, as for a pickup deadline
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
+            circulation.collect(self.db, self.outbox, self.policy, reservation, now())
             return views.reservation_view(reservation)
 
     @route("POST", "/reservations/<reservation_id>/cancel", roles=PATRON_OR_STAFF, response=ReservationSchema,
            summary="Cancel before collection: the copies go back")
     def cancel(self, request, principal, reservation_id):
         with self.db.begin():
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            desk.cancel(self.db, self.outbox, reservation, "staff" if principal.is_staff else "patron", now())
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
+            circulation.cancel(self.db, self.outbox, reservation, "staff" if principal.is_staff else "patron", now())
             return views.reservation_view(reservation)
 
     @route("GET", "/pickup-points/<point_id>/preparation-list", roles=STAFF, response=PreparationListSchema,
@@ -157,12 +159,12 @@ class ReservationsService(DriveService):
     @timer("EXPIRY_CHECK_SECONDS")
     def expire_uncollected(self):
         with self.db.begin():
-            desk.expire_due(self.db, self.outbox, self.policy, now())
+            circulation.expire_due(self.db, self.outbox, self.policy, now())
 
     @timer("OVERDUE_CHECK_SECONDS")
     def remind_overdue(self):
         with self.db.begin():
-            desk.remind_overdue(self.db, self.outbox, self.policy, now(), closures.suspensions(self.db))
+            circulation.remind_overdue(self.db, self.outbox, self.policy, now(), suspensions.as_run(self.db))
 
     # --- the counter's day: calendar, slots and appointments, day sheet, claims, arrivals ------------------
 
@@ -170,36 +172,36 @@ class ReservationsService(DriveService):
            summary="A pickup point's drive hours, slot length and capacity, and which days it opens")
     def get_calendar(self, request, principal, point_id, query):
         with self.db.begin():
-            point = calendars.pickup_point(self.db, point_id)
-            return calendars.calendar_view(self.db, point, self.policy, query["first"], query["last"])
+            point = pickup_points.pickup_point(self.db, point_id)
+            return pickup_points.calendar_view(self.db, point, self.policy, query["first"], query["last"])
 
     @route("PUT", "/pickup-points/<point_id>/calendar", roles=STAFF, body=CalendarUpdateSchema,
            response=CalendarSchema, summary="Set a pickup point's weekly drive hours, slot length or capacity")
     def set_calendar(self, request, principal, point_id, body):
         with self.db.begin():
-            point = calendars.pickup_point(self.db, point_id, lock=True)
-            calendars.set_calendar(self.db, point, body, now())
+            point = pickup_points.pickup_point(self.db, point_id, lock=True)
+            pickup_points.set_calendar(self.db, point, body, now())
             today = now().astimezone(self.policy.tz).date()
-            return calendars.calendar_view(self.db, point, self.policy, today, today + timedelta(days=13))
+            return pickup_points.calendar_view(self.db, point, self.policy, today, today + timedelta(days=13))
 
     @route("GET", "/closed-days", roles=ANYONE, query=DayRangeSchema, response=ClosedDaySchema(many=True),
            summary="Closures set by staff (public holidays are known without them: see a point's calendar)")
     def list_closed_days(self, request, principal, query):
         with self.db.begin():
-            return calendars.closed_days(self.db, query["first"], query["last"])
+            return pickup_points.closed_days(self.db, query["first"], query["last"])
 
     @route("POST", "/closed-days", roles=STAFF, body=CloseDaySchema, response=ClosedDaySchema, status=201,
            summary="Close a pickup point (or * the network) for a day, with a reason: its appointments are given "
                    "back, deadlines and due dates on it move to the next opening day")
     def close_day(self, request, principal, body):
         with self.db.begin():
-            closed = calendars.close_day(self.db, principal, body["pickup_point"], body["day"], body["reason"],
+            closed = pickup_points.close_day(self.db, principal, body["pickup_point"], body["day"], body["reason"],
                                          now().astimezone(self.policy.tz).date())
             # Shown in the answer only (not columns): the appointments of that day given back, and the
             # deadlines and due dates moved off it, just now.
-            closed.appointments_cancelled = counter.drive_closed(self.db, self.outbox, closed.pickup_point_id,
+            closed.appointments_cancelled = appointments.drive_closed(self.db, self.outbox, closed.pickup_point_id,
                                                                  closed.day, self.policy, now())
-            moved = closures.move_off_closed_day(self.db, self.outbox, principal, closed.pickup_point_id,
+            moved = due_date_shifts.move_off_closed_day(self.db, self.outbox, principal, closed.pickup_point_id,
                                                  closed.day, self.policy, now())
             closed.due_date_shift, closed.dates_moved = moved["due_date_shift"], moved["dates_moved"]
             return closed
@@ -208,41 +210,42 @@ class ReservationsService(DriveService):
            summary="Open again a day closed by mistake")
     def reopen_day(self, request, principal, closed_day_id):
         with self.db.begin():
-            return calendars.reopen_day(self.db, closed_day_id)
+            return pickup_points.reopen_day(self.db, closed_day_id)
 
     @route("GET", "/pickup-points/<point_id>/slots", roles=ANYONE, query=DayRangeSchema,
            response=SlotSchema(many=True), summary="Coming appointment slots of a pickup point, with free places")
     def list_slots(self, request, principal, point_id, query):
         with self.db.begin():
-            point = calendars.pickup_point(self.db, point_id)
-            return counter.slots(self.db, point, self.policy, query["first"], query["last"], now())
+            point = pickup_points.pickup_point(self.db, point_id)
+            return appointments.slots(self.db, point, self.policy, query["first"], query["last"], now())
 
     @route("PUT", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, body=BookSlotSchema,
            response=AppointmentSchema, summary="Book a slot to collect a ready reservation, or move the booking")
     def book_slot(self, request, principal, reservation_id, body):
         with self.db.begin():
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            return counter.book(self.db, self.outbox, self.policy, principal, reservation, body["starts_at"], now())
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
+            return appointments.book(self.db, self.outbox, self.policy, principal, reservation, body["starts_at"],
+                                     now())
 
     @route("GET", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, response=AppointmentSchema,
            summary="The slot booked to collect a reservation")
     def get_appointment(self, request, principal, reservation_id):
         with self.db.begin():
-            return counter.appointment_of(self.db, desk.find(self.db, reservation_id, principal))
+            return appointments.appointment_of(self.db, circulation.find(self.db, reservation_id, principal))
 
     @route("DELETE", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF,
            response=AppointmentSchema, summary="Give the slot back (the reservation still waits until its deadline)")
     def cancel_slot(self, request, principal, reservation_id):
         with self.db.begin():
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            return counter.cancel_booking(self.db, self.outbox, principal, reservation, now())
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
+            return appointments.cancel_booking(self.db, self.outbox, principal, reservation, now())
 
     @route("GET", "/pickup-points/<point_id>/day-sheet", roles=STAFF, query=DaySchema, response=DaySheetSchema,
            summary="The counter's day: per slot, what to hand over and where it waits; walk-ins; who is outside")
     def day_sheet(self, request, principal, point_id, query):
         with self.db.begin():
-            point = calendars.pickup_point(self.db, point_id)
-            return counter.day_sheet(self.db, point, self.policy, query["day"], now())
+            point = pickup_points.pickup_point(self.db, point_id)
+            return appointments.day_sheet(self.db, point, self.policy, query["day"], now())
 
     @route("GET", "/stats", roles=TEAM, query=DayRangeSchema, response=StatsSchema,
            summary="The figures per local day, pickup point and channel (placed, selections asked and prepared, "
@@ -255,22 +258,22 @@ class ReservationsService(DriveService):
            summary="I am preparing this one (409 if another member of staff is)")
     def claim_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            counter.claim(self.db, Reservation, reservation_id, principal, now(), ("placed", "allocated"))
-            return views.reservation_view(desk.find(self.db, reservation_id, principal))
+            claims.claim(self.db, Reservation, reservation_id, principal, now(), domain.TO_PREPARE)
+            return views.reservation_view(circulation.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/release", roles=STAFF, response=ReservationSchema,
            summary="Stop preparing it: another member of staff may take it")
     def release_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            counter.release(self.db, Reservation, reservation_id, principal)
-            return views.reservation_view(desk.find(self.db, reservation_id, principal))
+            claims.release(self.db, Reservation, reservation_id, principal)
+            return views.reservation_view(circulation.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/arrived", roles=PATRON_OR_STAFF, response=ReservationSchema,
            summary="\"I'm here\": the patron waits outside the counter (patron_arrived tells the staff app)")
     def patron_arrived(self, request, principal, reservation_id):
         with self.db.begin():
-            reservation = desk.find(self.db, reservation_id, principal, lock=True)
-            counter.arrived(self.db, self.outbox, self.policy, principal, reservation, now())
+            reservation = circulation.find(self.db, reservation_id, principal, lock=True)
+            appointments.arrived(self.db, self.outbox, self.policy, principal, reservation, now())
             return views.reservation_view(reservation)
 
     # --- selections: prepared by staff from a patron's tastes --------------------------------------------
@@ -313,14 +316,14 @@ class ReservationsService(DriveService):
            summary="I am preparing this selection (409 if another member of staff is)")
     def claim_selection(self, request, principal, selection_id):
         with self.db.begin():
-            counter.claim(self.db, Selection, selection_id, principal, now(), selections.OPEN)
+            claims.claim(self.db, Selection, selection_id, principal, now(), domain.SELECTION_OPEN)
             return selections.selection_view(self.db, selections.find(self.db, selection_id, principal))
 
     @route("POST", "/selections/<selection_id>/release", roles=STAFF, response=SelectionSchema,
            summary="Stop preparing this selection")
     def release_selection(self, request, principal, selection_id):
         with self.db.begin():
-            counter.release(self.db, Selection, selection_id, principal)
+            claims.release(self.db, Selection, selection_id, principal)
             return selections.selection_view(self.db, selections.find(self.db, selection_id, principal))
 
     @route("POST", "/selections/<selection_id>/prepare", roles=STAFF, body=PrepareSelectionSchema,
@@ -340,26 +343,26 @@ class ReservationsService(DriveService):
             selections.nothing_available(self.db, self.outbox, principal, selection, body["note"], now())
             return selections.selection_view(self.db, selection)
 
-    # --- continuity: closures, suspended reminders and fines, due dates moved off a closure --------------
+    # --- continuity: suspended reminders and fines, due dates moved off a closure ---------------------------
 
     @route("GET", "/continuity", roles=STAFF, response=ContinuitySchema,
            summary="Whether overdue reminders and fines are suspended, and the suspensions so far")
     def get_continuity(self, request, principal):
         with self.db.begin():
-            return closures.continuity_view(self.db, now(), self.policy.grace_days)
+            return suspensions.continuity_view(self.db, now(), self.policy.grace_days)
 
     @route("POST", "/continuity/suspensions", roles=STAFF, body=SuspendSchema, response=SuspensionSchema,
            status=201, summary="Suspend overdue reminders and fines from a date until a date, with a reason")
     def suspend(self, request, principal, body):
         with self.db.begin():
-            return closures.suspend(self.db, self.outbox, principal, body["starts_at"], body["ends_at"],
+            return suspensions.suspend(self.db, self.outbox, principal, body["starts_at"], body["ends_at"],
                                     body["reason"], now(), self.policy.grace_days)
 
     @route("POST", "/continuity/resume", roles=STAFF, response=SuspensionSchema,
            summary="End the current suspension now")
     def resume(self, request, principal):
         with self.db.begin():
-            return closures.resume(self.db, self.outbox, principal, now(), self.policy.grace_days)
+            return suspensions.resume(self.db, self.outbox, principal, now(), self.policy.grace_days)
 
     @route("POST", "/due-date-shifts/preview", roles=STAFF, body=ShiftRequestSchema, response=ShiftSchema,
            summary="What moving due dates and pickup deadlines off a closure would change (changes nothing)")
@@ -373,14 +376,14 @@ class ReservationsService(DriveService):
     def apply_shift(self, request, principal, body):
         with self.db.begin():
             changes = self._shift_changes(body)
-            shift = closures.apply_shift(self.db, self.outbox, principal, changes, body, now())
+            shift = due_date_shifts.apply_shift(self.db, self.outbox, principal, changes, body, now())
         return {"id": shift.id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
 
     @route("POST", "/due-date-shifts/<shift_id>/undo", roles=STAFF, response=ShiftSchema,
            summary="Put back the dates a shift moved (those not changed since)")
     def undo_shift(self, request, principal, shift_id):
         with self.db.begin():
-            changes = closures.undo_shift(self.db, self.outbox, shift_id, now())
+            changes = due_date_shifts.undo_shift(self.db, self.outbox, shift_id, now())
         return {"id": shift_id, "preview": False, "changes": changes, "patrons": len({c["patron"] for c in changes})}
 
     # --- the audit of `drive check` ----------------------------------------------------------------------
@@ -399,37 +402,37 @@ class ReservationsService(DriveService):
             return audit.reannounce(self.db, self.outbox, body["reservation_ids"], body["dry_run"])
 
     def _shift_changes(self, body):
-        return closures.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
-                                self.policy.opening, body["fixed_date"], body["opening_days"])
+        return due_date_shifts.preview(self.db, body["closed_from"], body["closed_until"], body["rule"],
+                                self.policy, body["fixed_date"], body["opening_days"])
 
     # The hot path: inventory's answers to placements, many per transaction (services.common.batching).
     @batch_event_handler("inventory", "items_allocated")
     def on_items_allocated(self, batch):
-        self._apply_batch(batch, intake.record_allocation)
+        self._apply_batch(batch, from_inventory.record_allocation)
 
     @batch_event_handler("inventory", "items_unavailable")
     def on_items_unavailable(self, batch):
-        self._apply_batch(batch, intake.record_waiting)
+        self._apply_batch(batch, from_inventory.record_waiting)
 
     @event_handler("inventory", "item_returned")
     def on_item_returned(self, event):
-        self._apply(event, intake.record_return)
+        self._apply(event, from_inventory.record_return)
 
     @event_handler("inventory", "title_catalogued")
     def on_title_catalogued(self, event):
-        self._apply(event, intake.record_title)
+        self._apply(event, from_inventory.record_title)
 
     @event_handler("bibliobus", "stop_registered")
     def on_stop_registered(self, event):
-        self._apply(event, lambda db, data: stops.record_stop(db, self.outbox, data))
+        self._apply(event, lambda db, data: from_bibliobus.record_stop(db, self.outbox, data))
 
     @event_handler("bibliobus", "stop_enabled")
     def on_stop_enabled(self, event):
-        self._apply(event, lambda db, data: stops.record_switch(db, self.outbox, data, enabled=True))
+        self._apply(event, lambda db, data: from_bibliobus.record_switch(db, self.outbox, data, enabled=True))
 
     @event_handler("bibliobus", "stop_disabled")
     def on_stop_disabled(self, event):
-        self._apply(event, lambda db, data: stops.record_switch(db, self.outbox, data, enabled=False))
+        self._apply(event, lambda db, data: from_bibliobus.record_switch(db, self.outbox, data, enabled=False))
 
     def _apply(self, event, effect):
         with once(self.db, Inbox, event) as new:

@@ -7,9 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.errors import NotFound
-from services.reservations import closures, domain
+from services.reservations import domain, suspensions
+from services.reservations.circulation import point_ref
 from services.reservations.continuity import Suspension
-from services.reservations.desk import point_ref
 from services.reservations.models import Line, Loan, PickupPoint, Reservation
 from services.reservations.policy import Policy
 
@@ -47,13 +47,13 @@ def preparation_list(session: Session, point_id: str) -> dict:
     if point is None:
         raise NotFound(f"unknown pickup point {point_id}", pickup_point=point_id)
     rows = session.execute(select(Line, Reservation).join(Reservation).where(
-        Reservation.pickup_point_id == point_id, Reservation.status.in_(("placed", "allocated")),
+        Reservation.pickup_point_id == point_id, Reservation.status.in_(domain.TO_PREPARE),
         Line.status == "allocated")).all()
     items = [{"reservation_id": r.id, "line_id": ln.id, "patron": r.patron, "title_id": ln.title_id,
               "title": ln.title, "barcode": ln.barcode, "site": ln.site, "shelf_mark": ln.shelf_mark,
               "needs_transfer": ln.needs_transfer, "claimed_by": r.claimed_by,
               "reservation_complete": r.status == "allocated"
-              and all(x.status != "waitlisted" and x.status != "pending" for x in r.lines)}
+              and not domain.lines_waiting(x.status for x in r.lines)}
              for ln, r in rows]
     items.sort(key=lambda item: domain.walk_order(item, point.site))
     return {"pickup_point": point_ref(point), "items": items}
@@ -70,7 +70,7 @@ def loan_view(loan: Loan, policy: Policy, now: datetime, suspensions: Sequence[S
 
 def patron_loans(session: Session, card: str, policy: Policy, now: datetime) -> list[dict]:
     loans = session.scalars(select(Loan).where(Loan.patron == card).order_by(Loan.started_at.desc())).all()
-    suspended = closures.suspensions(session)
+    suspended = suspensions.as_run(session)
     return [loan_view(loan, policy, now, suspended) for loan in loans]
 
 
@@ -82,7 +82,7 @@ def account(session: Session, card: str, policy: Policy, now: datetime) -> dict:
     on_loan = [ln for ln in loans if ln["returned_at"] is None]
     return {"card": card, "open_reservations": len(open_reservations), "documents_reserved": held,
             "documents_on_loan": len(on_loan), "quota": policy.quota.max_items,
-            "quota_left": max(policy.quota.max_items - held - len(on_loan), 0),
+            "quota_left": policy.quota.left(held + len(on_loan)),
             "overdue_loans": sum(ln["days_overdue"] > 0 and ln["returned_at"] is None for ln in loans),
             "fines_cents": sum(ln["fine_cents"] for ln in loans),
             "fines": [{"loan_id": ln["id"], "title": ln["title"], "days_overdue": ln["days_overdue"],

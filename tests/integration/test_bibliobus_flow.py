@@ -3,7 +3,7 @@ opens, get the next visit with room when made ready, and the manifest lists them
 
 from datetime import UTC, datetime
 
-from services.bibliobus.schedule import upcoming_visits
+from services.visits import upcoming_visits
 from tests.helpers import daily_visits, wait_for
 from tests.integration.helpers import RULE, add_stop, catalogue
 

@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, update
 from typer.testing import CliRunner
 
 import services.cli as cli
-from services.reservations.calendar import public_holidays
 from services.reservations.figures import COUNTERS
 from services.reservations.models import Reservation, Selection
+from services.reservations.opening_days import public_holidays
 from tests.helpers import EVERY_DAY, PARIS, Client, coming_slots, today
 from tests.integration.helpers import catalogue, ready_reservation
 

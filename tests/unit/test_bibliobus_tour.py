@@ -5,10 +5,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.bibliobus.domain import Signal, Thresholds
-from services.bibliobus.schedule import next_visit, slot_problems, upcoming_visits
 from services.bibliobus.whatif import check_period, day_ends, days_between, demand_by_day, replay
 from services.common.errors import Conflict, Invalid
 from services.reservations.domain import choose_visit, initial_status
+from services.visits import next_visit, slot_problems, upcoming_visits
 
 PARIS = "Europe/Paris"
 TOUR = [{"weekday": "tuesday", "arrives": "09:30", "departs": "10:15"},

@@ -4,7 +4,6 @@ no database: plain records in, plain values out)."""
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from services.reservations.calendar import Calendar, parse_week
 from services.reservations.figures import (
     COUNTERS,
     BookingFact,
@@ -13,6 +12,7 @@ from services.reservations.figures import (
     aggregate,
     places_by_day,
 )
+from services.reservations.opening_days import Calendar, parse_week
 
 PARIS = ZoneInfo("Europe/Paris")
 ZONE = "Europe/Paris"
@@ -141,7 +141,7 @@ def test_slot_occupancy_per_day_and_point():
 
 def test_places_are_the_calendars_slots_at_their_capacity():
     week = parse_week({"tuesday": ["10:00-12:00"], "wednesday": ["10:00-11:00", "14:00-15:00"]})
-    calendar = Calendar(week, closures={date(2026, 3, 18): "inventaire"}, slot_minutes=30)
+    calendar = Calendar(week, closed_days={date(2026, 3, 18): "inventaire"}, slot_minutes=30)
     tuesday = date(2026, 3, 10)
     # One slot row exists (booked once) at a capacity of 5; the others take the point's default of 2.
     capacities = {datetime.combine(tuesday, time(10, 30), PARIS).astimezone(UTC): 5}

@@ -1,9 +1,10 @@
-"""The tour's schedule: which visits a stop gets, as aware datetimes.
+"""The visit contract, beside the event catalogue (`services.events`): which visits a bibliobus stop gets,
+as aware datetimes, read from the schedule `stop_registered` carries.
 
 A slot is a weekday with local arrival and departure times (`{"weekday": "tuesday", "arrives": "09:30",
-"departs": "10:15"}`); a stop may have several a week. This is the schedule format `stop_registered` carries,
-so the reservations service reads schedules with these same functions (one implementation of the contract).
-Plain functions: no nameko, no session.
+"departs": "10:15"}`); a stop may have several a week. Bibliobus checks and shows schedules with these
+functions and reservations books visits with them: one implementation of the contract, owned by neither
+service (no service imports another). Plain functions: no nameko, no session.
 """
 
 from collections.abc import Iterable, Iterator, Mapping

@@ -6,23 +6,25 @@ from collections.abc import Sequence
 from sqlalchemy import Case, ColumnElement, case, select, update
 from sqlalchemy.orm import Session
 
+from services.reservations import domain
 from services.reservations.models import CatalogueTitle, Line, Loan, Reservation
 
 
 def record_allocation(session: Session, events: Sequence[dict]) -> None:
     """`items_allocated` (the data of many events): straight conditional updates, no read first, two statements
     for the whole batch. A line takes its copy only while it still waits for one, and a reservation moves on
-    only from `placed`."""
+    only from where `domain.TRANSITIONS` allows (placed)."""
     lines = _lines_of(events)
     if not lines:
         return
     table, reservations = Line.__table__, Reservation.__table__  # Core, not the ORM's bulk update: less CPU
-    session.execute(update(table).where(*_line_is(lines), table.c.status.in_(("pending", "waitlisted"))).values(
+    session.execute(update(table).where(*_line_is(lines), table.c.status.in_(domain.WAITING_LINE_STATUSES)).values(
         status="allocated", waitlist_position=None, barcode=_per_line(lines, "barcode"),
         site=_per_line(lines, "site"), shelf_mark=_per_line(lines, "shelf_mark"),
         needs_transfer=_per_line(lines, "needs_transfer")))
     session.execute(update(reservations).where(reservations.c.id.in_({rid for rid, _ in lines.values()}),
-                                               reservations.c.status == "placed").values(status="allocated"))
+                                               reservations.c.status.in_(domain.ALLOCATABLE))
+                    .values(status="allocated"))
 
 
 def record_waiting(session: Session, events: Sequence[dict]) -> None:
@@ -30,8 +32,8 @@ def record_waiting(session: Session, events: Sequence[dict]) -> None:
     lines = _lines_of(events)
     if lines:
         table = Line.__table__
-        session.execute(update(table).where(*_line_is(lines), table.c.status == "pending").values(
-            status="waitlisted", waitlist_position=_per_line(lines, "waitlist_position")))
+        session.execute(update(table).where(*_line_is(lines), table.c.status.in_(domain.WAITLISTABLE_LINE_STATUSES))
+                        .values(status="waitlisted", waitlist_position=_per_line(lines, "waitlist_position")))
 
 
 def _lines_of(events: Sequence[dict]) -> dict[str, tuple[str, dict]]:

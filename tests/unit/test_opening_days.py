@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.common.errors import Invalid
-from services.reservations.calendar import Calendar, check_range, format_week, parse_week
+from services.reservations.opening_days import Calendar, check_range, format_week, parse_week
 
 PARIS = ZoneInfo("Europe/Paris")
 # Tuesday to Saturday, a morning and an afternoon range (the central library's drive).
@@ -34,7 +34,7 @@ def test_deadline_over_a_public_holiday_moves_past_it():
 
 
 def test_due_date_moved_off_a_closure_set_by_staff():
-    closed = Calendar(WEEK, closures={date(2026, 4, 28): "inventaire", date(2026, 4, 29): "inventaire"})
+    closed = Calendar(WEEK, closed_days={date(2026, 4, 28): "inventaire", date(2026, 4, 29): "inventaire"})
     # 28 days after Tuesday 03-31 is Tuesday 04-28: closed for stocktaking two days → Thursday 04-30.
     assert closed.after_days(at(date(2026, 3, 31), 16), 28) == at(date(2026, 4, 30), 18)
     # A due date set before the closure was added is read against it by the overdue timer.
@@ -43,7 +43,7 @@ def test_due_date_moved_off_a_closure_set_by_staff():
 
 
 def test_slots_skip_a_closed_day_and_fit_inside_each_range():
-    calendar = Calendar(WEEK, closures={date(2026, 3, 11): "grève"}, slot_minutes=15)
+    calendar = Calendar(WEEK, closed_days={date(2026, 3, 11): "grève"}, slot_minutes=15)
     # Tuesday 10, Wednesday 11 (closed), Thursday 12.
     slots = calendar.slots(date(2026, 3, 10), date(2026, 3, 12))
     days = sorted({s.starts_at.date() for s in slots})
@@ -58,7 +58,7 @@ def test_slots_skip_a_closed_day_and_fit_inside_each_range():
 
 
 def test_slot_at_names_why_a_moment_is_not_a_slot():
-    calendar = Calendar(WEEK, closures={date(2026, 3, 11): "grève"})
+    calendar = Calendar(WEEK, closed_days={date(2026, 3, 11): "grève"})
     assert calendar.slot_at(at(date(2026, 3, 10), 10, 15)).ends_at == at(date(2026, 3, 10), 10, 30)
     with pytest.raises(Invalid, match="grève"):
         calendar.slot_at(at(date(2026, 3, 11), 10))

@@ -1,5 +1,6 @@
-"""The reservation desk: what patrons and staff do, and what the timers find due, inside the caller's
-transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
+"""Circulation: a reservation's life (placed, prepared, collected, cancelled, expired) and the loans it starts
+(due dates, overdue reminders) — what patrons and staff do, and what the timers find due — inside the
+caller's transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
 
 import uuid
 from collections.abc import Sequence
@@ -12,10 +13,10 @@ from services.common.auth import Principal
 from services.common.database import is_postgres
 from services.common.errors import Invalid, NotFound
 from services.common.relay import Events
-from services.reservations import counter, domain, stops
-from services.reservations.calendars import calendar_of, calendar_per_point
+from services.reservations import appointments, domain, stops
 from services.reservations.continuity import Suspension
 from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation, Selection
+from services.reservations.pickup_points import calendar_of, calendar_per_point
 from services.reservations.policy import Policy
 from services.reservations.refs import line_ref, point_ref
 
@@ -47,7 +48,7 @@ def held_materials(session: Session, card: str) -> list[str]:
                .where(loans.c.patron == card, loans.c.returned_at.is_(None)))
     # A selection asked for and not yet prepared holds its places too (as "selection": no material limit).
     asked = session.scalars(select(Selection.__table__.c.documents).where(
-        Selection.__table__.c.patron == card, Selection.__table__.c.status == "requested")).all()
+        Selection.__table__.c.patron == card, Selection.__table__.c.status.in_(domain.SELECTION_OPEN))).all()
     return list(session.scalars(union_all(reserved, on_loan))) + ["selection"] * sum(asked)
 
 
@@ -108,7 +109,7 @@ def make_ready(session: Session, events: Events, policy: Policy, reservation: Re
                principal: Principal, hold_shelf: str | None = None) -> None:
     domain.ensure_ready_to_prepare(reservation.status, [ln.status for ln in reservation.lines
                                                         if ln.status != "cancelled"])
-    counter.ensure_free_to_prepare(reservation.claimed_by, principal)
+    domain.ensure_free_to_prepare(reservation.claimed_by, principal.subject)
     visit = stops.assign_visit(session, reservation, now)
     reservation.status, reservation.ready_at = "ready", now
     reservation.hold_shelf = hold_shelf or domain.hold_shelf_for(reservation.patron)
@@ -125,7 +126,7 @@ def make_ready(session: Session, events: Events, policy: Policy, reservation: Re
 def collect(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime) -> None:
     domain.ensure_transition(reservation.status, "collected")
     reservation.status, reservation.closed_at, reservation.closed_by = "collected", now, "staff"
-    counter.reservation_closed(session, events, reservation, now)
+    appointments.reservation_closed(session, events, reservation, now)
     due = calendar_of(session, reservation.pickup_point, policy).after_days(now, policy.loan_days)
     loans = []
     for line in reservation.lines:
@@ -146,7 +147,7 @@ def collect(session: Session, events: Events, policy: Policy, reservation: Reser
 def cancel(session: Session, events: Events, reservation: Reservation, by: str, now: datetime) -> None:
     domain.ensure_transition(reservation.status, "cancelled")
     _close(reservation, "cancelled", by, now)
-    counter.reservation_closed(session, events, reservation, now)
+    appointments.reservation_closed(session, events, reservation, now)
     events.publish(session, "reservation_cancelled", cancellation(reservation))
 
 
@@ -161,25 +162,25 @@ def expire_due(session: Session, events: Events, policy: Policy, now: datetime, 
     """Ready reservations past their deadline. Each is claimed by a conditional update, so two replicas
     running this timer never expire (and announce) the same reservation twice. A deadline on a day the point
     has since closed moves to its next opening day instead."""
+    expirable = Reservation.status.in_(domain.EXPIRABLE)
     due = session.execute(select(Reservation.id, Reservation.pickup_deadline, PickupPoint).join(PickupPoint).where(
-        Reservation.status == "ready", Reservation.pickup_deadline < now).limit(limit)).all()
+        expirable, Reservation.pickup_deadline < now).limit(limit)).all()
     calendar = calendar_per_point(session, policy)
     expired = 0
     for reservation_id, deadline, point in due:
         moved = calendar(point).still_due(deadline)
         if moved > now:
-            session.execute(update(Reservation).where(Reservation.id == reservation_id, Reservation.status == "ready")
+            session.execute(update(Reservation).where(Reservation.id == reservation_id, expirable)
                             .values(pickup_deadline=moved).execution_options(synchronize_session=False))
             continue
-        claimed = session.execute(update(Reservation).where(
-            Reservation.id == reservation_id, Reservation.status == "ready")
+        claimed = session.execute(update(Reservation).where(Reservation.id == reservation_id, expirable)
             .values(status="expired", closed_at=now, closed_by="timer")
             .execution_options(synchronize_session=False)).rowcount
         if claimed != 1:
             continue
         reservation = session.get(Reservation, reservation_id, populate_existing=True)
         _close(reservation, "expired", "timer", now)
-        counter.reservation_closed(session, events, reservation, now)
+        appointments.reservation_closed(session, events, reservation, now)
         events.publish(session, "reservation_expired", expiry(reservation))
         expired += 1
     return expired

@@ -1,6 +1,7 @@
-"""A pickup point's drive calendar: opening hours per weekday (several ranges a day), closed days (French
-public holidays from the `holidays` package, and closures set by staff), and the appointment slots cut from
-the opening hours. Plain values in, plain values out: no session, no nameko."""
+"""When a pickup point opens — the one model of opening days, `Calendar`: opening hours per weekday (several
+ranges a day), closed days (French public holidays from the `holidays` package, and days closed by staff),
+the deadlines and due dates that fall on opening days, and the appointment slots cut from the opening hours.
+Plain values in, plain values out: no session, no nameko."""
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -78,7 +79,7 @@ class Slot:
 @dataclass(frozen=True)
 class Calendar:
     hours: Mapping[int, Ranges]
-    closures: Mapping[date, str] = field(default_factory=dict)  # exceptional closures, with their reason
+    closed_days: Mapping[date, str] = field(default_factory=dict)  # days closed by staff, with their reason
     zone: str = "Europe/Paris"
     slot_minutes: int = 15
 
@@ -88,8 +89,8 @@ class Calendar:
 
     def closed_because(self, day: date) -> str | None:
         """Why the drive is closed that day (a holiday's name, the staff's reason), or None when it opens."""
-        if day in self.closures:
-            return self.closures[day]
+        if day in self.closed_days:
+            return self.closed_days[day]
         holiday = public_holidays(day.year).get(day)
         if holiday:
             return holiday
@@ -107,6 +108,18 @@ class Calendar:
                 return day + timedelta(days=n)
         raise Invalid("the drive does not open in the coming year: check its opening hours", field="opening_hours")
 
+    def opening_days_after(self, day: date, count: int) -> list[date]:
+        """The first `count` opening days after `day`."""
+        found = []
+        while len(found) < count:
+            day = self.next_opening_day(day + timedelta(days=1))
+            found.append(day)
+        return found
+
+    def closing_on_or_after(self, day: date) -> datetime:
+        """The closing time of that day, or of the next opening day if the drive is closed then."""
+        return self.closing_time(self.next_opening_day(day))
+
     def closing_time(self, day: date) -> datetime:
         closes = self.hours[day.isoweekday()][-1][1]
         if closes == time.max:
@@ -119,18 +132,18 @@ class Calendar:
     def after_days(self, moment: datetime, days: int) -> datetime:
         """A deadline `days` after `moment`: closing time of that day, or of the next opening day if the drive
         is closed then (a pickup deadline or a due date never falls on a closed day)."""
-        return self.closing_time(self.next_opening_day(self.local_day(moment) + timedelta(days=days)))
+        return self.closing_on_or_after(self.local_day(moment) + timedelta(days=days))
 
     def deadline_day(self, deadline: datetime) -> date:
         """The day a deadline ends: a drive open until 24:00 ends its day at the next midnight."""
         return self.local_day(deadline - timedelta(microseconds=1))
 
     def still_due(self, deadline: datetime) -> datetime:
-        """A deadline set earlier, read against the closures staff have added since: one on a day now closed
+        """A deadline set earlier, read against the days staff have closed since: one on a day now closed
         moves to the closing time of the next opening day. (Weekly hours and public holidays were known when it
         was set, so it never falls on them: that is not checked again.)"""
         day = self.deadline_day(deadline)
-        return self.closing_time(self.next_opening_day(day)) if day in self.closures else deadline
+        return self.closing_on_or_after(day) if day in self.closed_days else deadline
 
     def slots(self, first: date, last: date) -> list[Slot]:
         """Every slot of the opening days from `first` to `last` (both included); a slot ends inside its range."""

@@ -1,5 +1,5 @@
-"""The counter's day: appointment slots and their bookings, the day sheet, who prepares what (claims), and the
-patron's "I'm here". Inside the caller's transaction; every change writes its event to the outbox with it."""
+"""The counter's day: appointment slots and their bookings, the day sheet, and the patron's "I'm here". Inside
+the caller's transaction; every change writes its event to the outbox with it."""
 
 import uuid
 from datetime import date, datetime, time, timedelta
@@ -10,16 +10,14 @@ from sqlalchemy.orm import Session
 
 from services.common.auth import Principal
 from services.common.database import insert_new
-from services.common.errors import Conflict, Invalid, NotFound
+from services.common.errors import Conflict, NotFound
 from services.common.relay import Events
 from services.reservations import domain
-from services.reservations.calendar import check_range
-from services.reservations.calendars import calendar_of, capacity_of, during
 from services.reservations.models import Appointment, PickupPoint, PickupSlot, Reservation
+from services.reservations.opening_days import check_range
+from services.reservations.pickup_points import calendar_of, capacity_of, during
 from services.reservations.policy import Policy
 from services.reservations.refs import point_ref
-
-KEPT = ("booked", "honoured")  # an appointment that holds its place, or held it until the hand-over
 
 
 def _who(principal: Principal) -> str:
@@ -29,8 +27,7 @@ def _who(principal: Principal) -> str:
 def slots(session: Session, point: PickupPoint, policy: Policy, first: date, last: date, now: datetime) -> list[dict]:
     """The coming slots of the point between two days, with the places still free."""
     check_range(first, last)
-    if point.kind == "bibliobus_stop":
-        raise Invalid("a bibliobus stop has visits, not counter slots", field="pickup_point")
+    domain.ensure_has_slots(point.kind)
     calendar = calendar_of(session, point, policy, since=first)
     known = _slot_rows(session, point, first, last, policy)
     default = capacity_of(point, policy)
@@ -69,18 +66,10 @@ def book(session: Session, events: Events, policy: Policy, principal: Principal,
     """Book (or move to) the slot starting at `starts_at`. The place is taken by one conditional update, so
     concurrent bookings across replicas never take more places than the slot has; a refused one changes
     nothing (the caller's transaction rolls back)."""
-    if reservation.status != "ready":
-        raise Conflict(f"a reservation that is {reservation.status} cannot be booked: book once it is ready",
-                       status=reservation.status)
     point = reservation.pickup_point
-    if point.kind == "bibliobus_stop":
-        raise Invalid("a bibliobus stop has visits, not counter slots", field="pickup_point")
+    domain.ensure_bookable(reservation.status, point.kind)
     slot = calendar_of(session, point, policy).slot_at(starts_at)
-    if slot.starts_at <= now:
-        raise Invalid("this slot has already started", field="starts_at")
-    if reservation.pickup_deadline and slot.starts_at >= reservation.pickup_deadline:
-        raise Invalid(f"the reservation waits only until {reservation.pickup_deadline.isoformat()}",
-                      field="starts_at")
+    domain.ensure_slot_in_time(slot.starts_at, now, reservation.pickup_deadline)
     previous = current_appointment(session, reservation.id)
     if previous is not None and previous.starts_at == slot.starts_at:
         return previous  # the same booking again: nothing to change
@@ -154,57 +143,14 @@ def drive_closed(session: Session, events: Events, point_id: str, day: date, pol
     return len(found)
 
 
-# --- who prepares what ------------------------------------------------------------------------------------
-
-def claim(session: Session, model: type, item_id: str, principal: Principal, now: datetime,
-          open_statuses: tuple[str, ...]) -> None:
-    """Take a reservation or a selection to prepare: one conditional update, so two members of staff who
-    claim at once cannot both get it."""
-    table = model.__table__
-    taken = session.execute(update(table).where(
-        table.c.id == item_id, table.c.status.in_(open_statuses),
-        or_(table.c.claimed_by.is_(None), table.c.claimed_by == principal.subject))
-        .values(claimed_by=principal.subject, claimed_at=now)).rowcount
-    if taken != 1:
-        _refuse(session, model, item_id, "claim")
-
-
-def release(session: Session, model: type, item_id: str, principal: Principal) -> None:
-    table = model.__table__
-    released = session.execute(update(table).where(
-        table.c.id == item_id, or_(table.c.claimed_by.is_(None), table.c.claimed_by == principal.subject))
-        .values(claimed_by=None, claimed_at=None)).rowcount
-    if released != 1:
-        _refuse(session, model, item_id, "release")
-
-
-def _refuse(session: Session, model: type, item_id: str, what: str) -> None:
-    row = session.get(model, item_id, populate_existing=True)
-    kind = model.__tablename__.rstrip("s")
-    if row is None:
-        raise NotFound(f"no {kind} {item_id}", id=item_id)
-    if row.claimed_by:
-        raise Conflict(f"{row.claimed_by} is preparing this {kind}", claimed_by=row.claimed_by)
-    raise Conflict(f"a {kind} that is {row.status} cannot be {what}ed", status=row.status)
-
-
-def ensure_free_to_prepare(claimed_by: str | None, principal: Principal) -> None:
-    if claimed_by and claimed_by != principal.subject:
-        raise Conflict(f"{claimed_by} is preparing this one", claimed_by=claimed_by)
-
-
 # --- "I'm here" -------------------------------------------------------------------------------------------
 
 def arrived(session: Session, events: Events, policy: Policy, principal: Principal, reservation: Reservation,
             now: datetime) -> bool:
     """The patron is outside. Said twice the same day, it is one arrival (one event); said before the
     reservation is ready, the day sheet flags it. Returns whether this was news."""
-    if reservation.status not in domain.OPEN_STATUSES:
-        raise Conflict(f"a reservation that is {reservation.status} has nothing to hand over",
-                       status=reservation.status)
-    def day(moment: datetime) -> date:
-        return moment.astimezone(policy.tz).date()
-    if reservation.arrived_at and day(reservation.arrived_at) == day(now):
+    domain.ensure_can_arrive(reservation.status)
+    if not domain.arrival_is_news(reservation.arrived_at, now, policy.tz):
         return False
     reservation.arrived_at = now
     appointment = current_appointment(session, reservation.id)
@@ -225,7 +171,7 @@ def day_sheet(session: Session, point: PickupPoint, policy: Policy, day: date, n
     start = datetime.combine(day, time(0), tzinfo=policy.tz)
     booked = session.execute(select(Appointment, Reservation).join(
         Reservation, Reservation.id == Appointment.reservation_id).where(
-        Appointment.pickup_point_id == point.id, Appointment.status.in_(KEPT),
+        Appointment.pickup_point_id == point.id, Appointment.status.in_(domain.KEPT_APPOINTMENTS),
         during(Appointment.starts_at, day, day, policy.tz))).all()
     by_slot: dict[datetime, list[dict]] = {}
     for appointment, reservation in booked:

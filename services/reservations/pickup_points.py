@@ -1,5 +1,6 @@
-"""Pickup points' drive calendars as staff set them: opening hours, slot length and capacity, closed days. The
-rules are in `calendar`; this reads and writes them, inside the caller's transaction."""
+"""Pickup points as staff set them: their drive hours, slot length and capacity, and closed days (with the lock
+that keeps closing a day and setting a deadline apart). The rules are in `opening_days`; this reads and
+writes them, inside the caller's transaction."""
 
 import uuid
 from collections.abc import Callable
@@ -13,8 +14,8 @@ from sqlalchemy.orm import Session
 from services.common.auth import Principal
 from services.common.database import is_postgres
 from services.common.errors import Conflict, Invalid, NotFound
-from services.reservations.calendar import Calendar, check_range, format_week, parse_week
 from services.reservations.models import ClosedDay, PickupPoint, PickupSlot
+from services.reservations.opening_days import Calendar, check_range, format_week, parse_week
 from services.reservations.policy import Policy
 
 EVERY_POINT = "*"
@@ -34,14 +35,23 @@ def during(column: ColumnElement, first: date, last: date, tz: ZoneInfo) -> Colu
                 column < datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz))
 
 
-def calendar_of(session: Session, point: PickupPoint, policy: Policy, since: date | None = None) -> Calendar:
-    """The point's calendar with the closures from `since` on (default: a week back)."""
+def _closed_days(session: Session, point_ids: tuple[str, ...], policy: Policy, since: date | None) -> dict[date, str]:
     since = since or (datetime.now(policy.tz).date() - timedelta(days=7))
-    closures = session.execute(select(ClosedDay.day, ClosedDay.reason).where(
-        ClosedDay.pickup_point_id.in_((point.id, EVERY_POINT)), ClosedDay.day >= since)).all()
+    return dict(session.execute(select(ClosedDay.day, ClosedDay.reason).where(
+        ClosedDay.pickup_point_id.in_(point_ids), ClosedDay.day >= since)).all())
+
+
+def calendar_of(session: Session, point: PickupPoint, policy: Policy, since: date | None = None) -> Calendar:
+    """The point's calendar with the days closed from `since` on (default: a week back)."""
     hours = parse_week(point.opening_hours) if point.opening_hours is not None else policy.default_hours
-    return Calendar(hours=hours, closures=dict(closures), zone=policy.zone,
-                    slot_minutes=point.slot_minutes or policy.slot_minutes)
+    return Calendar(hours=hours, closed_days=_closed_days(session, (point.id, EVERY_POINT), policy, since),
+                    zone=policy.zone, slot_minutes=point.slot_minutes or policy.slot_minutes)
+
+
+def network_calendar(session: Session, policy: Policy) -> Calendar:
+    """The network's opening days: the default hours, and the days closed at every point (`*`)."""
+    return Calendar(hours=policy.default_hours, closed_days=_closed_days(session, (EVERY_POINT,), policy, None),
+                    zone=policy.zone, slot_minutes=policy.slot_minutes)
 
 
 def calendar_per_point(session: Session, policy: Policy) -> Callable[[PickupPoint], Calendar]:
@@ -87,18 +97,18 @@ def set_calendar(session: Session, point: PickupPoint, body: dict, now: datetime
                         .values(capacity=body["slot_capacity"]))
 
 
-def hold_closures(session: Session, alone: bool = False) -> None:
-    """A closure and a deadline being set must not pass each other unseen (each reading the other's state from
-    before it): closing a day holds this lock alone, setting a pickup deadline or a due date holds it shared,
-    both until commit and before any row lock. So either the deadline is set knowing the closure, or the
-    closure finds the deadline and moves it. (SQLite serialises writers at BEGIN already.)"""
+def hold_closed_days(session: Session, alone: bool = False) -> None:
+    """A day being closed and a deadline being set must not pass each other unseen (each reading the other's
+    state from before it): closing a day holds this lock alone, setting a pickup deadline or a due date holds
+    it shared, both until commit and before any row lock. So either the deadline is set knowing the closed
+    day, or closing the day finds the deadline and moves it. (SQLite serialises writers at BEGIN already.)"""
     if is_postgres(session):
         take = "pg_advisory_xact_lock" if alone else "pg_advisory_xact_lock_shared"
         session.execute(text(f"SELECT {take}(hashtext('reservations'), hashtext('closed_days'))"))
 
 
 def close_day(session: Session, principal: Principal, point_id: str, day: date, reason: str, today: date) -> ClosedDay:
-    hold_closures(session, alone=True)
+    hold_closed_days(session, alone=True)
     if point_id != EVERY_POINT:
         pickup_point(session, point_id)
     if day < today:

@@ -1,5 +1,5 @@
-"""Closures, in the caller's transaction: suspending reminders and fines (continuity mode), and moving due
-dates and pickup deadlines off a closure — previewed, applied, undone — with one event per patron."""
+"""Due-date shifts, in the caller's transaction: due dates and pickup deadlines moved off a closure (as in
+lockdown) or off a day staff have just closed — previewed, applied, undone — with one event per patron."""
 
 import uuid
 from collections import defaultdict
@@ -11,72 +11,31 @@ from sqlalchemy.orm import Session
 from services.common.auth import Principal
 from services.common.errors import Conflict, NotFound
 from services.common.relay import Events
-from services.reservations.calendar import deadlines_on
-from services.reservations.calendars import EVERY_POINT, calendar_per_point
-from services.reservations.continuity import DueItem, Opening, Suspension, check_period, shift_due_dates
-from services.reservations.models import DueDateShift, Loan, PickupPoint, Reservation, ShiftedItem, SuspensionRecord
+from services.reservations import domain
+from services.reservations.continuity import DueItem, shift_due_dates
+from services.reservations.models import DueDateShift, Loan, PickupPoint, Reservation, ShiftedItem
+from services.reservations.opening_days import deadlines_on
+from services.reservations.pickup_points import EVERY_POINT, calendar_per_point, network_calendar
 from services.reservations.policy import Policy
 
 
-def suspensions(session: Session) -> list[Suspension]:
-    """Every suspension as it finally ran (a resumed one ends when it was resumed)."""
-    return [Suspension(s.starts_at, s.resumed_at or s.ends_at)
-            for s in session.scalars(select(SuspensionRecord).order_by(SuspensionRecord.starts_at))]
-
-
-def current(session: Session, now: datetime) -> SuspensionRecord | None:
-    return session.scalars(select(SuspensionRecord).where(
-        SuspensionRecord.resumed_at.is_(None), SuspensionRecord.ends_at > now).order_by(SuspensionRecord.starts_at)
-    ).first()
-
-
-def continuity_view(session: Session, now: datetime, grace_days: int) -> dict:
-    active = current(session, now)
-    history = session.scalars(select(SuspensionRecord).order_by(SuspensionRecord.starts_at.desc())).all()
-    return {"suspended": bool(active and active.starts_at <= now), "current": active, "grace_days": grace_days,
-            "suspensions": history}
-
-
-def _announce(session: Session, events: Events, record: SuspensionRecord | None, grace_days: int, by: str) -> None:
-    events.publish(session, "continuity_policy_changed", {
-        "suspended": record is not None, "suspension_id": record.id if record else None,
-        "starts_at": record.starts_at if record else None, "ends_at": record.ends_at if record else None,
-        "reason": record.reason if record else None, "grace_days": grace_days, "changed_by": by})
-
-
-def suspend(session: Session, events: Events, principal: Principal, starts_at: datetime, ends_at: datetime,
-            reason: str, now: datetime, grace_days: int) -> SuspensionRecord:
-    check_period(starts_at, ends_at)
-    if current(session, now) is not None:
-        raise Conflict("a suspension is already planned or running: resume it first")
-    record = SuspensionRecord(id=str(uuid.uuid4()), starts_at=starts_at, ends_at=ends_at, reason=reason,
-                              created_by=principal.subject, created_at=now)
-    session.add(record)
-    _announce(session, events, record, grace_days, principal.subject)
-    return record
-
-
-def resume(session: Session, events: Events, principal: Principal, now: datetime, grace_days: int) -> SuspensionRecord:
-    record = current(session, now)
-    if record is None:
-        raise Conflict("reminders and fines are not suspended")
-    record.resumed_at = max(now, record.starts_at)
-    _announce(session, events, None, grace_days, principal.subject)
-    return record
-
-
 def _due_items(session: Session) -> tuple[list[DueItem], dict[str, Loan], dict[str, Reservation]]:
-    loans = {ln.id: ln for ln in session.scalars(select(Loan).where(Loan.returned_at.is_(None)))}
-    ready = {r.id: r for r in session.scalars(select(Reservation).where(Reservation.status == "ready"))}
-    items = [DueItem(f"loan:{k}", ln.patron, ln.due_at) for k, ln in loans.items()]
-    items += [DueItem(f"reservation:{k}", r.patron, r.pickup_deadline) for k, r in ready.items()]
+    lent = session.execute(select(Loan, Reservation.pickup_point_id).join(
+        Reservation, Reservation.id == Loan.reservation_id).where(Loan.returned_at.is_(None))).all()
+    loans = {ln.id: ln for ln, _ in lent}
+    ready = {r.id: r for r in session.scalars(select(Reservation).where(Reservation.status.in_(domain.EXPIRABLE)))}
+    items = [DueItem(f"loan:{ln.id}", ln.patron, ln.due_at, point) for ln, point in lent]
+    items += [DueItem(f"reservation:{k}", r.patron, r.pickup_deadline, r.pickup_point_id) for k, r in ready.items()]
     return items, loans, ready
 
 
-def preview(session: Session, closed_from: datetime, closed_until: datetime, rule: str, opening: Opening,
+def preview(session: Session, closed_from: datetime, closed_until: datetime, rule: str, policy: Policy,
             fixed: date | None, spread_days: int) -> list[dict]:
+    """What a shift would change: the dates due inside the closure, onto the opening days of each point."""
     items, loans, ready = _due_items(session)
-    moved = shift_due_dates(items, closed_from, closed_until, rule, opening, fixed, spread_days)
+    per_point = calendar_per_point(session, policy)
+    moved = shift_due_dates(items, closed_from, closed_until, rule, network_calendar(session, policy), fixed,
+                            spread_days, lambda point_id: per_point(session.get(PickupPoint, point_id)))
     changes = []
     for key, new in sorted(moved.items(), key=lambda kv: (kv[1], kv[0])):
         kind, _, item_id = key.partition(":")
@@ -110,13 +69,13 @@ def move_off_closed_day(session: Session, events: Events, principal: Principal, 
                         policy: Policy, now: datetime) -> dict:
     """Staff have just closed `day` at a point (or `*`, everywhere): the pickup deadlines and due dates that end
     on it move at once where the point's calendar, with the closure, puts them (`Calendar.still_due`): one
-    shift, undoable like any other, and one event per patron. Closures take turns (`hold_closures`), and each
-    date moves by a conditional update on the value read, in id order: two closures of that day on two
+    shift, undoable like any other, and one event per patron. Closing days take turns (`hold_closed_days`), and each
+    date moves by a conditional update on the value read, in id order: two closings of that day on two
     replicas (the point's and the network's) move it once, and a timer or a shift that moved it meanwhile
     keeps its move."""
     after, until = deadlines_on(day, policy.tz)
     ready = (select(Reservation.id, Reservation.patron, Reservation.pickup_deadline, null(), PickupPoint)
-             .join(PickupPoint).where(Reservation.status == "ready", Reservation.pickup_deadline > after,
+             .join(PickupPoint).where(Reservation.status.in_(domain.EXPIRABLE), Reservation.pickup_deadline > after,
                                       Reservation.pickup_deadline <= until).order_by(Reservation.id))
     lent = (select(Loan.id, Loan.patron, Loan.due_at, Loan.title, PickupPoint)
             .join(Reservation, Reservation.id == Loan.reservation_id).join(PickupPoint)
@@ -145,7 +104,7 @@ def _move(session: Session, kind: str, item_id: str, previous: datetime, new: da
         query = update(Loan).where(Loan.id == item_id, Loan.returned_at.is_(None), Loan.due_at == previous)
         query = query.values(due_at=new)
     else:
-        query = update(Reservation).where(Reservation.id == item_id, Reservation.status == "ready",
+        query = update(Reservation).where(Reservation.id == item_id, Reservation.status.in_(domain.EXPIRABLE),
                                           Reservation.pickup_deadline == previous).values(pickup_deadline=new)
     return session.execute(query.execution_options(synchronize_session=False)).rowcount == 1
 
@@ -173,7 +132,7 @@ def _get(session: Session, kind: str, item_id: str) -> datetime | None:
         loan = session.get(Loan, item_id)
         return loan.due_at if loan and loan.returned_at is None else None
     reservation = session.get(Reservation, item_id)
-    return reservation.pickup_deadline if reservation and reservation.status == "ready" else None
+    return reservation.pickup_deadline if reservation and reservation.status in domain.EXPIRABLE else None
 
 
 def _set(session: Session, kind: str, item_id: str, when: datetime) -> None:
