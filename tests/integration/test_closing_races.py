@@ -77,7 +77,7 @@ class Scene:
 
     def wait_handled(self, event_ids: list[str] | None = None) -> None:
         ids = event_ids or self.published
-        wait_for(lambda: self.handled(ids), timeout=20, what=f"inventory to handle {len(ids)} events")
+        wait_for(lambda: self.handled(ids), timeout=60, what=f"inventory to handle {len(ids)} events")
 
     def assert_agreement(self) -> None:
         """Per title: copies off the shelf = open lines holding one, waitlist = open lines waiting; no copy on the
