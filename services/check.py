@@ -5,6 +5,7 @@ It reads each service through its own API (an `ops` token), never another servic
 through the normal events: reservations says again (marked `reannounced`) the cancellation or expiry that
 inventory missed, or the placement of a reservation stuck in `placed`. `compare` is the rule, on plain values."""
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -106,8 +107,8 @@ Call = Callable[..., requests.Response]  # services.common.api_client.call, boun
 def audit(urls: Mapping[str, str], call: Call, dead_letters: Callable[[], int],
           stuck_after_seconds: float = 60) -> Report:
     """Ask every service, then compare. `urls`: service name → base URL."""
-    downs = [Finding("service_down", name, health) for name, health in _health(urls).items()
-             if isinstance(health, str)]
+    health = _health(urls)
+    downs = [Finding("service_down", name, answer) for name, answer in health.items() if isinstance(answer, str)]
     if any(f.subject in ("reservations", "inventory") for f in downs):
         return Report(findings=downs)
     lines = call(urls["reservations"], "GET", "/audit/lines",
@@ -115,14 +116,25 @@ def audit(urls: Mapping[str, str], call: Call, dead_letters: Callable[[], int],
     holdings = call(urls["inventory"], "GET", "/audit/holdings").json()
     report = compare(lines["lines"], holdings["held"], holdings["waiting"], lines["stuck_placed"])
     report.findings += downs
-    for name, health in _health(urls).items():
-        if isinstance(health, dict) and health.get("checks", {}).get("outbox_stuck"):
-            report.findings.append(Finding("outbox_stuck", name, f"{health['checks']['outbox_stuck']} row(s)"))
+    for name, answer in health.items():
+        if isinstance(answer, dict) and answer.get("checks", {}).get("outbox_stuck"):
+            report.findings.append(Finding("outbox_stuck", name, f"{answer['checks']['outbox_stuck']} row(s)"))
     letters = dead_letters()
     if letters:
         report.findings.append(Finding("dead_letters", "drive.dead-letter", f"{letters} message(s): "
                                        "`drive dead-letters list`"))
     return report
+
+
+def audit_until_clean(urls: Mapping[str, str], call: Call, dead_letters: Callable[[], int],
+                      stuck_after_seconds: float = 60, wait: float = 0) -> Report:
+    """`audit` again, up to `wait` seconds, until the services agree: events in flight land meanwhile."""
+    deadline = time.monotonic() + wait
+    while True:
+        report = audit(urls, call, dead_letters, stuck_after_seconds)
+        if report.clean or time.monotonic() >= deadline:
+            return report
+        time.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
 
 
 def _health(urls: Mapping[str, str]) -> dict[str, dict | str]:

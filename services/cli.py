@@ -277,12 +277,7 @@ def check(fix: bool = typer.Option(False, "--fix", help="repair what events can 
     check_broker()
 
     def run() -> "agreement.Report":
-        deadline = time.monotonic() + wait
-        while True:
-            report = agreement.audit(urls, call, partial(count_dead_letters, amqp_uri()), stuck_after)
-            if report.clean or time.monotonic() >= deadline:
-                return report
-            time.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
+        return agreement.audit_until_clean(urls, call, partial(count_dead_letters, amqp_uri()), stuck_after, wait)
 
     report = run()
     repaired: list[dict] = []

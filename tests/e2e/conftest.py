@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from nameko.testing.utils import find_free_port
 from sqlalchemy.orm import Session
 
 from services.bibliobus.service import BibliobusService
-from services.check import Report, audit
+from services.check import Report, audit_until_clean
 from services.cli import SERVICE_CLASSES
 from services.common import api_client
 from services.common.database import make_engine
@@ -69,14 +68,8 @@ class Processes:
 
     def check(self, wait: float = 20) -> "Report":
         """`drive check` on the running services (waiting for events in flight to land): the report."""
-        urls = self.live()
         call = partial(api_client.call, role="ops", unreachable_hint="", refused_exit=2)
-        deadline = time.monotonic() + wait
-        while True:
-            report = audit(urls, call, partial(count_dead_letters, self.amqp_uri))
-            if report.clean or time.monotonic() > deadline:
-                return report
-            time.sleep(0.5)
+        return audit_until_clean(self.live(), call, partial(count_dead_letters, self.amqp_uri), wait=wait)
 
     def stop_all(self) -> None:
         for _, proc in self.running:
