@@ -19,7 +19,7 @@ import eventlet
 from nameko.exceptions import ContainerBeingKilled
 from sqlalchemy.orm import Session
 
-from services.common import clock
+from services.common import clock, metrics
 from services.common.database import insert_new
 from services.common.envelope import Event
 from services.common.messaging import DeadLetteringQueueConsumer, ReliableEventHandler
@@ -76,6 +76,14 @@ class BatchEventHandler(ReliableEventHandler):
                 self.queue_consumer.requeue_message(message)
 
     def _batch_done(self, batch: list, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> tuple:
+        instruments = metrics.of(self.container)
+        instruments.handled(self.event_type, worker_ctx)
+        if exc_info is None:
+            duplicates = min(metrics.duplicates_in(worker_ctx), len(batch))
+            instruments.event(self.event_type, "duplicate", duplicates)
+            instruments.event(self.event_type, "done", len(batch) - duplicates)
+        else:  # each goes again on its own, and is counted again there
+            instruments.event(self.event_type, "retried", len(batch))
         if exc_info is None:
             for _, message in batch:
                 self.queue_consumer.ack_message(message)
@@ -127,4 +135,6 @@ def once_each(session: Session, inbox_model: type[InboxMixin], events: list[Even
     """`services.common.reliability.once` for a batch: yields the events this consumer has not processed yet,
     in their order (`first_deliveries`); their effects and inbox keys commit together when the block ends."""
     with session.begin():
-        yield first_deliveries(session, inbox_model, events)
+        fresh = first_deliveries(session, inbox_model, events)
+        metrics.duplicate_deliveries(session, len(events) - len(fresh))
+        yield fresh

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from sqlalchemy import JSON, CursorResult, Integer, String, Table
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from services.common import metrics
 from services.common.clock import now
 from services.common.database import insert_new
 from services.common.envelope import Event
@@ -77,4 +78,7 @@ def once(session: Session, inbox_model: type[InboxMixin], event: Event) -> Itera
                 ...
     """
     with session.begin():
-        yield first_delivery(session, inbox_model, event)
+        new = first_delivery(session, inbox_model, event)
+        if not new:
+            metrics.duplicate_deliveries(session)
+        yield new
