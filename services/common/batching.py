@@ -23,7 +23,7 @@ from services.common import clock, metrics
 from services.common.database import insert_new
 from services.common.envelope import Event
 from services.common.messaging import DeadLetteringQueueConsumer, ReliableEventHandler
-from services.common.reliability import InboxMixin
+from services.common.reliability import InboxMixin, note_duplicates
 from services.common.settings import setting
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ def first_deliveries(session: Session, inbox_model: type[InboxMixin], events: li
         if event.id in claimed:
             claimed.discard(event.id)
             fresh.append(event)
+    note_duplicates(session, len(events) - len(fresh))
     return fresh
 
 
@@ -135,6 +136,4 @@ def once_each(session: Session, inbox_model: type[InboxMixin], events: list[Even
     """`services.common.reliability.once` for a batch: yields the events this consumer has not processed yet,
     in their order (`first_deliveries`); their effects and inbox keys commit together when the block ends."""
     with session.begin():
-        fresh = first_deliveries(session, inbox_model, events)
-        metrics.duplicate_deliveries(session, len(events) - len(fresh))
-        yield fresh
+        yield first_deliveries(session, inbox_model, events)

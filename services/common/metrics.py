@@ -19,6 +19,7 @@ from weakref import WeakKeyDictionary
 import eventlet
 import prometheus_client
 from kombu import Connection
+from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -28,6 +29,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from services.common import clock
+from services.common.database import Database
+from services.common.relay import OutboxRelay
+from services.common.reliability import DUPLICATES_KEY
 from services.common.settings import amqp_uri
 
 log = logging.getLogger(__name__)
@@ -39,24 +43,18 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 EVENT_OUTCOMES = ("done", "duplicate", "retried", "dead_lettered")
 NOTIFICATION_OUTCOMES = ("sent", "failed", "obsolete")
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-DUPLICATES_KEY = "drive.duplicates"  # in a worker's session.info: deliveries the inbox found already processed
 
 prometheus_client.disable_created_metrics()  # the `_created` series would double the output, and nothing reads them
 
 
 @dataclass(frozen=True)
 class Reading:
-    """A service's own gauge, read from its database at scrape: `Reading("drive_stops_enabled", "…", count)`,
-    `count(session) -> float`. Listed in the service class's `readings`."""
+    """A service's own gauge, read from its database at scrape: `Reading("drive_bibliobus_stops_enabled", "…",
+    count)`, `count(session) -> float`. Listed in the service class's `readings`."""
 
     name: str
     documentation: str
     read: Callable[[Session], float]
-
-
-def duplicate_deliveries(session: Session, count: int = 1) -> None:
-    """The inbox found `count` deliveries already processed in this worker's transaction (`once`, `once_each`)."""
-    session.info[DUPLICATES_KEY] = session.info.get(DUPLICATES_KEY, 0) + count
 
 
 def method_label(method: str) -> str:
@@ -96,6 +94,11 @@ class Instruments:
         method = method_label(method)
         self.http_requests.labels(self.service, route, method, str(status)).inc()
         self.http_duration.labels(self.service, route, method).observe(seconds)
+
+    def handles(self, event_type: str) -> None:
+        """Every outcome of this event type from zero (so that `rate()` sees the first)."""
+        for outcome in EVENT_OUTCOMES:
+            self.events.labels(self.service, event_type, outcome)
 
     def event(self, event_type: str, outcome: str, count: int = 1) -> None:
         if count > 0:
@@ -147,9 +150,7 @@ def of(container: Any) -> Instruments:
 
 
 def duplicates_in(worker_ctx: Any) -> int:
-    """How many deliveries this worker's sessions found already processed (see `duplicate_deliveries`)."""
-    from services.common.database import Database  # the kit's modules import this one: late, to avoid a cycle
-
+    """How many deliveries this worker's sessions found already processed (`reliability.note_duplicates`)."""
     total = 0
     for provider in worker_ctx.container.dependencies:
         if isinstance(provider, Database):
@@ -161,11 +162,15 @@ def duplicates_in(worker_ctx: Any) -> int:
 
 def _bounded(seconds: float, read: Callable[[], Any]) -> Any:
     """`read()`, or raise TimeoutError once `seconds` passed (eventlet's Timeout is a BaseException: kept in here)."""
+    timeout = eventlet.Timeout(seconds)
     try:
-        with eventlet.Timeout(seconds):
-            return read()
+        return read()
     except eventlet.Timeout as exc:
-        raise TimeoutError(f"no answer within {seconds} s") from exc
+        if exc is not timeout:  # someone else's
+            raise
+        raise TimeoutError(f"no answer within {seconds} s") from None
+    finally:
+        timeout.cancel()
 
 
 def outbox_state(session: Session, outbox_model: Any) -> tuple[int, float]:
@@ -192,9 +197,7 @@ class ScrapeTimeCollector(Collector):
         self.container = container
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from services.common.database import Database
-        from services.common.messaging import DEAD_LETTER_QUEUE
-        from services.common.relay import OutboxRelay
+        from services.common.messaging import DEAD_LETTER_QUEUE  # messaging counts here: imported late
 
         service = self.container.service_name
         deps = self.container.dependencies
@@ -260,6 +263,8 @@ class ServiceMetrics(DependencyProvider):
         for entrypoint in self.container.entrypoints:
             if isinstance(entrypoint, Timer) and entrypoint.interval is not None:
                 self.instruments.timer(entrypoint.method_name, entrypoint.interval)
+            elif isinstance(entrypoint, EventHandler):
+                self.instruments.handles(entrypoint.event_type)
 
     def get_dependency(self, worker_ctx: Any) -> Instruments:
         return self.instruments

@@ -6,10 +6,8 @@ the dashboard's and the alert rules' queries name only metrics some service expo
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import yaml
 from kombu import Connection, Exchange, Producer
 from nameko.testing.utils import find_free_port
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,10 +23,8 @@ from services.inventory.service import InventoryService
 from services.notifications.service import NotificationsService
 from tests.helpers import Client, wait_for
 from tests.integration.helpers import publish, service_config
+from tests.promql import alert_exprs, dashboard_exprs, promql_metric_names
 
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "infra" / "grafana" / "drive-dashboard.json"
-ALERTS = ROOT / "infra" / "prometheus" / "alerts.yml"
 CARD = "40417"  # a patron card: it must never show in a label
 POINT = {"id": "neighbourhood", "name": "Médiathèque de quartier", "kind": "library", "site": "neighbourhood"}
 LINES = [{"line_id": "l1", "title_id": "t1", "title": "La nuit du nord"}]
@@ -169,50 +165,6 @@ def test_counters_move_where_the_traffic_passes(four):
         assert {s.labels["service"] for s in scrape.samples} == {name}  # one registry per container
         assert scrape.value("drive_metrics_source_up", source="database") == 1
         assert scrape.value("drive_metrics_source_up", source="broker") == 1
-
-
-IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-PROMQL_WORDS = {
-    # functions and aggregations
-    "abs", "absent", "avg", "avg_over_time", "bottomk", "ceil", "changes", "clamp_max", "clamp_min", "count",
-    "count_over_time", "delta", "deriv", "floor", "histogram_quantile", "idelta", "increase", "irate",
-    "label_replace", "max", "max_over_time", "min", "min_over_time", "rate", "resets", "round", "scalar", "sort",
-    "sort_desc", "stddev", "sum", "sum_over_time", "time", "timestamp", "topk", "vector", "last_over_time",
-    # keywords
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
-}
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads: identifiers outside label matchers, ranges, strings and
-    `by (…)`-like clauses, that are not functions or keywords."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)  # string literals
-    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges and subqueries
-    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
-    expr = re.sub(r"\$\{?\w+\}?", "", expr)  # Grafana variables
-    expr = re.sub(r"\b\d+(?:\.\d+)?(?:e[+-]?\d+)?[smhdwy]?\b", "", expr)  # numbers and durations
-    return {w for w in IDENTIFIER.findall(expr) if w not in PROMQL_WORDS}
-
-
-def dashboard_exprs() -> list[str]:
-    panels = yaml.safe_load(DASHBOARD.read_text())["panels"]
-    return [target["expr"] for panel in panels for target in panel.get("targets", [])]
-
-
-def alert_exprs() -> list[str]:
-    groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    return [rule["expr"] for group in groups for rule in group["rules"]]
-
-
-def test_promql_names_are_read_from_expressions():
-    assert promql_metric_names('histogram_quantile(0.95, sum by (le, route) (rate(drive_http_request_duration_'
-                               'seconds_bucket{service=~"$service"}[$__rate_interval])))') == {
-        "drive_http_request_duration_seconds_bucket"}
-    assert promql_metric_names('time() - drive_timer_last_success_timestamp_seconds > 3 * on (service, timer) '
-                               'drive_timer_interval_seconds') == {"drive_timer_last_success_timestamp_seconds",
-                                                                   "drive_timer_interval_seconds"}
-    assert promql_metric_names('up{job=~"drive.*"} == 0') == {"up"}
 
 
 def test_every_metric_the_dashboard_and_the_alerts_read_is_exposed(four):
