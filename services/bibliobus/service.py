@@ -40,6 +40,7 @@ from services.common import (
     route,
     timer,
 )
+from services.common.metrics import Reading
 
 
 class BibliobusService(DemandRoutes, DriveService):
@@ -49,6 +50,7 @@ class BibliobusService(DemandRoutes, DriveService):
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("bibliobus", Outbox)
     policy = Configured(Policy)
+    readings = (Reading("drive_bibliobus_stops_enabled", "Stops open for drive pickup", views.stops_enabled),)
 
     # --- the tour ----------------------------------------------------------------------------------------
 
