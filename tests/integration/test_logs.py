@@ -84,7 +84,7 @@ def test_every_line_of_a_running_service_is_json_naming_it(make_database, rabbit
         try:
             record = json.loads(line)
         except ValueError:
-            pytest.fail(f"not a JSON line on {stream}: {line!r}\nall lines:\n" + "\n".join(text for _, text in lines))
+            pytest.fail(f"not a JSON line on {stream}: {line!r}\nall lines:\n" + "\n".join(shown for _, shown in lines))
         assert isinstance(record, dict) and record.get("service") == "reservations", line
         records.append(record)
     with_traceback = [r for r in records if "Traceback" in r.get("exception", "")]
