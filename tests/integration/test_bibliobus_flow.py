@@ -45,7 +45,7 @@ def test_reservations_wait_for_a_closed_stop_then_ride_the_next_visits_within_ca
     readies = [bus.reservations.post(f"/reservations/{r['id']}/ready").json() for r in (first, second)]
     assert [r["status"] for r in readies] == ["ready", "ready"]
     events = [bus.tap.wait("reservation_ready", reservation_id=r["id"])[0] for r in readies]
-    assert [e["version"] for e in events] == [2, 2]
+    assert [e["version"] for e in events] == [3, 3]
     arrivals = [e["data"]["visit"]["arrives_at"] for e in events]
     assert arrivals[0] == visits[0].arrives_at.isoformat() and arrivals[1] == visits[1].arrives_at.isoformat()
     assert readies[1]["pickup_deadline"] >= readies[1]["visit"]["departs_at"]
