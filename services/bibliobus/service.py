@@ -149,7 +149,7 @@ class BibliobusService(DemandRoutes, DriveService):
         at_stops = [event for event in batch if is_new_demand(event.data)]
         if at_stops:
             with once_each(self.db, Inbox, at_stops) as fresh:
-                from_reservations.record_placed(self.db, self.outbox, self.policy, [e.data for e in fresh], now())
+                from_reservations.record_placed(self.db, self.outbox, self.policy, fresh, now())
 
     @event_handler("reservations", "reservation_ready")
     def on_reservation_ready(self, event):

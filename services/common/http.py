@@ -21,7 +21,7 @@ from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from services.common import edge, metrics
+from services.common import correlation, edge, metrics
 from services.common.auth import TokenVerifier
 from services.common.errors import DriveError, Invalid
 
@@ -79,6 +79,10 @@ class DriveWsgiApp(WsgiApp):
     """nameko's WSGI app, answering unknown routes (404) and methods (405, with Allow) as JSON errors."""
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # The request's correlation id (services.common.correlation): its worker reads it here, the answer echoes it.
+        # Bound here too, for this connection's own lines (refusals before any worker, eventlet's access line).
+        request_id = environ[correlation.REQUEST_ID_ENVIRON] = correlation.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        correlation.set_cause(correlation.starting(request_id))
         request = Request(environ, shallow=True)
         started, template = time.monotonic(), metrics.UNMATCHED_ROUTE
         try:
@@ -95,9 +99,10 @@ class DriveWsgiApp(WsgiApp):
             answer = error_response(404, "not_found", f"no route {request.method} {request.path}")
         except HTTPException as exc:  # a redirect (a missing trailing slash) stays as werkzeug says it
             code = exc.code or 500
-            answer = exc if code < 400 else error_response(code, "bad_request", exc.name)
-        status = getattr(answer, "status_code", None) or getattr(answer, "code", None) or 500
-        metrics.of(self.server.container).request(template, request.method, status, time.monotonic() - started)
+            answer = exc.get_response(environ) if code < 400 else error_response(code, "bad_request", exc.name)
+        answer.headers[correlation.REQUEST_ID_HEADER] = request_id
+        metrics.of(self.server.container).request(template, request.method, answer.status_code,
+                                                  time.monotonic() - started)
         return answer(environ, start_response)
 
 
