@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 import requests
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -65,7 +66,9 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, 
     are as wide as their longest value and never wrap; the others wrap (fold) into what is left."""
     rows = [[str(cell) for cell in row] for row in rows]
     keep, right = set(keep), set(right)
-    out = Table(title=title, title_justify="left")
+    # Rules under the header only, one space between columns: the width goes to the values.
+    out = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
+                pad_edge=False)
     for i, column in enumerate(columns):
         if column in keep:
             widest = max([len(column)] + [len(row[i]) for row in rows])
