@@ -131,3 +131,83 @@ class DeploymentGuard(DependencyProvider):
 def check_setup(values: Mapping[str, Any]) -> None:
     """`drive setup`'s check (the broker and the four databases it migrates), the same rule as a service's."""
     check_start(values, setting(None, "DRIVE_ENV"), "drive setup")
+
+
+# --- ordering on Kubernetes: a service's pods wait (initContainer) until the setup Job has done its part ---------
+
+SERVICE_CLASSES = {"reservations": "services.reservations.service:ReservationsService",
+                   "inventory": "services.inventory.service:InventoryService",
+                   "notifications": "services.notifications.service:NotificationsService",
+                   "bibliobus": "services.bibliobus.service:BibliobusService"}
+
+
+def setup_missing(service: str, db_url: str, config: Mapping[str, Any]) -> list[str]:
+    """What `drive setup` has not done yet for this service: its database at the migrations' head, and every
+    handler queue of every service declared (the topology is declared last, after all the migrations)."""
+    import importlib
+
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from kombu import Connection
+
+    from services.common.database import make_engine
+    from services.common.messaging import handler_queues
+    from services.common.migrate import alembic_config
+
+    missing = []
+    heads = set(ScriptDirectory.from_config(alembic_config(service, db_url)).get_heads())
+    engine = make_engine(db_url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    finally:
+        engine.dispose()
+    if current != heads:
+        missing.append(f"the {service} database is at {sorted(current) or 'no revision'}, not {sorted(heads)}")
+    classes = [getattr(importlib.import_module(module), cls)
+               for module, _, cls in (target.partition(":") for target in SERVICE_CLASSES.values())]
+    with Connection(setting(config, "AMQP_URI"), connect_timeout=5) as conn:
+        for service_cls in classes:
+            for queue in handler_queues(service_cls, dict(config)):
+                try:
+                    queue(conn.channel()).queue_declare(passive=True)
+                except conn.channel_errors:  # 404: not declared yet (the channel is closed by the broker)
+                    missing.append(f"queue {queue.name} is not declared")
+                    return missing
+    return missing
+
+
+def wait_for_setup(service: str, timeout: float = 600, pause: float = 3) -> int:
+    """`python -m services.common.deployment wait-for-setup SERVICE`: the initContainer of a service's pods."""
+    import os
+    import sys
+    import time
+
+    db_url = os.environ.get(f"{service.upper()}_DB_URL", "")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            missing = setup_missing(service, db_url, {})
+        except Exception as exc:  # the database or the broker is not up yet: the same wait
+            missing = [f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]
+        if not missing:
+            print(f"{service}: setup has run", file=sys.stderr)
+            return 0
+        if time.monotonic() > deadline:
+            print(f"{service}: setup has not run after {timeout:.0f}s ({missing[0]}): see the drive-setup Job's log",
+                  file=sys.stderr)
+            return 1
+        print(f"{service}: waiting for the setup Job ({missing[0]})", file=sys.stderr)
+        time.sleep(pause)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m services.common.deployment")
+    commands = parser.add_subparsers(dest="command", required=True)
+    waiting = commands.add_parser("wait-for-setup", help="wait until drive setup has run for SERVICE")
+    waiting.add_argument("service", choices=sorted(SERVICE_CLASSES))
+    waiting.add_argument("--timeout", type=float, default=600)
+    arguments = parser.parse_args()
+    raise SystemExit(wait_for_setup(arguments.service, arguments.timeout))
