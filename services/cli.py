@@ -88,8 +88,10 @@ def migrate_all() -> None:
 @app.command()
 def setup() -> None:
     """Run every service's migrations and declare the broker's exchanges and queues."""
+    from services.common.deployment import check_setup
     from services.common.messaging import declare_topology
 
+    check_setup({"AMQP_URI": amqp_uri(), **{f"{s.upper()}_DB_URL": db_url(s) for s in SERVICES}})
     check_broker()
     migrate_all()
     queues = declare_topology(service_classes(), {"AMQP_URI": amqp_uri()})

@@ -14,6 +14,7 @@ from nameko.timer import Timer
 from werkzeug.wrappers import Response
 
 from services.common.database import Database
+from services.common.deployment import DeploymentGuard
 from services.common.errors import DriveError
 from services.common.http import Route, json_response, public
 from services.common.logs import bind_worker_context, clear_worker_context
@@ -111,6 +112,7 @@ class DriveService:
 
     name: str
 
+    deployment = DeploymentGuard()  # outside DRIVE_ENV=dev, refuses the dev secret and default passwords
     log_context = WorkerLogContext()
     probe = ServiceProbe()
     metrics = ServiceMetrics()
