@@ -197,14 +197,14 @@ def test_stats_count_what_happened_per_point_channel_and_slot(drive_factory, tok
     for title in ("Figures per day, pickup point and channel", "Slot occupancy", "Totals"):
         assert title in out
     # placed, asked, prepared, nothing available, median prep., collected, no-shows, median wait
-    assert re.search(r"central-youth\s*│\s*phone\s*│\s*1\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*-\s*│\s*0\s*│\s*1\s*│\s*-",
+    assert re.search(r"central-youth\s+phone\s+1\s+0\s+0\s+0\s+-\s+0\s+1\s+-",
                      out), out
     assert "neighbourhood" in out and "central-adult" in out
-    assert re.search(rf"{slot_day}\s*│\s*central-adult\s*│\s*{CENTRAL_PLACES}\s*│\s*1\s*│\s*3\.1%", out), out
+    assert re.search(rf"{slot_day}\s+central-adult\s+{CENTRAL_PLACES}\s+1\s+3\.1%", out), out
     for label, value in (("reservations placed", "4"), ("collections", "1"), ("no-shows", "1"),
                          ("median time to prepare \\(min\\)", "21"), ("median wait at the counter \\(s\\)", "90"),
                          ("slot places booked", "1")):
-        assert re.search(rf"{label}\s*│\s*{value}\s*│", out), (label, out)
+        assert re.search(rf"{label}\s+{value}(?:\s|$)", out), (label, out)
     as_json = runner.invoke(cli.app, ["stats", "--from", first, "--to", last, "--url", url, "--json"])
     assert as_json.exit_code == 0 and json.loads(as_json.output) == report
     upside_down = runner.invoke(cli.app, ["stats", "--from", last, "--to", first, "--url", url])
