@@ -91,18 +91,22 @@ class Processes:
 
     def start(self, service: str, replicas: int = REPLICAS, **env: str) -> Service:
         """`replicas` processes of `service`, started together; returns once each answers /health."""
-        started = [self._launch(service, env) for _ in range(replicas)]
-        for replica in started:
-            def healthy(replica=replica):
-                assert replica.running(), f"{service} exited: see {replica.log_path}"
-                try:
-                    return requests.get(replica.base + "/health", timeout=5).status_code == 200
-                except requests.ConnectionError:
-                    return False
+        return self.start_many({service: env}, replicas)[service]
 
-            wait_for(healthy, timeout=45, interval=0.2, what=f"{service} ({replica.base}) to answer /health")
-        self.services.append(group := Service(service, started))
-        return group
+    def start_many(self, services: dict[str, dict[str, str]], replicas: int = REPLICAS) -> dict[str, Service]:
+        """Several services (name → its environment), all their processes started at once (a test waits for
+        the slowest, not for their sum)."""
+        started = {name: Service(name, [self._launch(name, env) for _ in range(replicas)])
+                   for name, env in services.items()}
+        for name, group in started.items():
+            for replica in group.replicas:
+                def healthy(replica=replica, name=name):
+                    assert replica.running(), f"{name} exited: see {replica.log_path}"
+                    return self._healthy(replica)
+
+                wait_for(healthy, timeout=60, interval=0.2, what=f"{name} ({replica.base}) to answer /health")
+            self.services.append(group)
+        return started
 
     def _launch(self, service: str, env: dict[str, str]) -> Replica:
         port = find_free_port()
@@ -129,9 +133,18 @@ class Processes:
                 urls.setdefault(name, replica.base)
         return urls
 
-    def crashed(self) -> list[str]:
-        """The logs of processes that exited while the test did not stop their service."""
-        return [str(r.log_path) for s in self.services if not s.stopped for r in s.replicas if not r.running()]
+    def unwell(self) -> list[str]:
+        """The logs of the processes that exited, or no longer answer /health, though the test did not stop their
+        service: `drive check` asks one URL per service, and the other replica could hide them."""
+        return [str(r.log_path) for s in self.services if not s.stopped for r in s.replicas
+                if not r.running() or not self._healthy(r)]
+
+    @staticmethod
+    def _healthy(replica: Replica) -> bool:
+        try:
+            return requests.get(replica.base + "/health", timeout=10).status_code == 200
+        except requests.RequestException:
+            return False
 
     def check(self, wait: float = 20) -> "Report":
         """`drive check` on the running services (waiting for events in flight to land): the report."""
@@ -176,9 +189,9 @@ def system(make_database, rabbit_config, tmp_path):
     processes.tap, processes.vhost = tap, rabbit_config["vhost"]
     yield processes
     try:
-        # The end of every end-to-end test: no replica died on the way, and whatever the test did, the services
-        # agree (`drive check`).
-        assert not processes.crashed(), f"replicas exited during the test: {processes.crashed()}"
+        # The end of every end-to-end test: every replica still up, and whatever the test did, the services agree
+        # (`drive check`).
+        assert not (unwell := processes.unwell()), f"replicas exited or unhealthy during the test: {unwell}"
         if {"reservations", "inventory"} <= processes.live().keys():
             report = processes.check()
             assert report.clean, f"drive check: {report.as_dict()}"

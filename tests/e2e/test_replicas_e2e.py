@@ -52,8 +52,8 @@ def seed_due(url: str, now: datetime) -> tuple[list[str], list[str]]:
              for n in range(EXPIRED)]
     lent = [{"id": str(uuid.uuid4()), "patron": f"L{n:03d}", "pickup_point_id": "central-adult",
              "status": "collected", "channel": "web", "placed_at": now - timedelta(days=40),
-             "ready_at": now - timedelta(days=39), "pickup_deadline": None, "closed_at": now - timedelta(days=38), "closed_by": "staff"}
-            for n in range(OVERDUE)]
+             "ready_at": now - timedelta(days=39), "pickup_deadline": None, "closed_at": now - timedelta(days=38),
+             "closed_by": "staff"} for n in range(OVERDUE)]
     lines = [{"id": str(uuid.uuid4()), "reservation_id": r["id"], "position": 0, "title_id": f"t-{r['patron']}",
               "title": f"Titre {r['patron']}", "material": "book",
               "status": "allocated" if r["status"] == "ready" else "collected", "needs_transfer": False}
@@ -75,11 +75,12 @@ def test_two_replicas_expire_remind_and_notify_once_each(system, token, outside)
     mailbox, smtp_port, gateway = outside
     staff = token("staff")
     fast = {"LOG_LEVEL": "DEBUG", "EXPIRY_CHECK_SECONDS": "0.1", "OVERDUE_CHECK_SECONDS": "0.1"}
-    reservations = system.start("reservations", **fast)
-    system.start("inventory")
-    notifications = system.start("notifications", LOG_LEVEL="DEBUG", NOTIFY_SEND_SECONDS="0.1",
-                                 SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port), SMS_GATEWAY_URL=gateway.url,
-                                 SMS_QUIET_START="00:00", SMS_QUIET_END="00:00")  # no quiet hours: SMS go at once
+    started = system.start_many({
+        "reservations": fast, "inventory": {},
+        "notifications": {"LOG_LEVEL": "DEBUG", "NOTIFY_SEND_SECONDS": "0.1", "SMTP_HOST": "127.0.0.1",
+                          "SMTP_PORT": str(smtp_port), "SMS_GATEWAY_URL": gateway.url,
+                          "SMS_QUIET_START": "00:00", "SMS_QUIET_END": "00:00"}})  # no quiet hours: SMS go at once
+    reservations, notifications = started["reservations"], started["notifications"]
     patrons = [f"E{n:03d}" for n in range(EXPIRED)] + [f"L{n:03d}" for n in range(OVERDUE)]
     by_sms = set(patrons[1::2])  # every other patron prefers SMS
 
@@ -122,11 +123,12 @@ def test_two_replicas_expire_remind_and_notify_once_each(system, token, outside)
 
 def test_two_replicas_release_each_copy_once_and_close_each_stop_once(system, token):
     staff, analyst = token("staff"), token("analyst", "analyste-1")
-    system.start("reservations")
-    inventory = system.start("inventory", LOG_LEVEL="DEBUG", QUARANTINE_CHECK_SECONDS="0.1",
-                             QUARANTINE_HOURS="0.0025")  # 9 s
-    bibliobus = system.start("bibliobus", LOG_LEVEL="DEBUG", DEMAND_EVALUATION_SECONDS=str(ROUND_SECONDS),
-                             STOP_CONSECUTIVE_EVALUATIONS=str(ROUNDS))
+    started = system.start_many({
+        "reservations": {},
+        "inventory": {"LOG_LEVEL": "DEBUG", "QUARANTINE_CHECK_SECONDS": "0.1", "QUARANTINE_HOURS": "0.0025"},  # 9 s
+        "bibliobus": {"LOG_LEVEL": "DEBUG", "DEMAND_EVALUATION_SECONDS": str(ROUND_SECONDS),
+                      "STOP_CONSECUTIVE_EVALUATIONS": str(ROUNDS)}})
+    inventory, bibliobus = started["inventory"], started["bibliobus"]
     inventory.headers, bibliobus.headers = staff, analyst
     rows = "".join(f",Titre {n % 10},Auteur,book,Q-{n:02d},central,R {n % 10}\n" for n in range(COPIES))
     import_catalogue(system, inventory, rows, 10)
