@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` needs on this machine: PostgreSQL and RabbitMQ answering on 127.0.0.1, and RabbitMQ's management
-# API (port 15672: every test gets its own vhost through it), which is off on a new machine. Starts what is down.
+# API (port 15672: every test gets its own vhost through it), which is off on a new machine. Starts what is down;
+# `make test` and `make bench` run it first, CI through `make test`.
 set -euo pipefail
 
 wait_for() {  # wait_for NAME SECONDS COMMAND...
@@ -8,6 +9,13 @@ wait_for() {  # wait_for NAME SECONDS COMMAND...
   for _ in $(seq "$seconds"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
   echo "test servers: $name did not come up within ${seconds}s" >&2; return 1
 }
+
+need() {  # need COMMAND PACKAGE: stop with the one line that says what is missing and how to get it
+  command -v "$1" >/dev/null 2>&1 || { echo "test servers: $1 is missing — install it: apt-get install $2" >&2; exit 1; }
+}
+need pg_isready postgresql
+need rabbitmqctl rabbitmq-server
+need curl curl
 
 if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true

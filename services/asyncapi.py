@@ -27,7 +27,10 @@ Events published by Drive's services. Each service publishes to its own topic ex
 (durable) with the event type as routing key. To follow an event, declare your own durable queue and bind
 it to that exchange with that routing key; acknowledge a message once it is handled.
 
-Every message is a JSON envelope `{id, type, version, occurred_at, source, data}`. Delivery is
+Every message is a JSON envelope `{id, type, version, occurred_at, source, correlation_id, causation_id,
+data}`. `correlation_id` names the chain an event belongs to (the HTTP request's `X-Request-ID`, or the timer
+run, it started from) and `causation_id` the event (or request) whose handling published it; both are always
+written, and absent from messages older than them. Delivery is
 at-least-once: the same `id` may arrive twice, so skip ids you have already handled. Contracts change only
 additively (a new field and a bumped `version`), so ignore fields you do not know. Events carry patron ids
 (card numbers), never names, e-mails or phone numbers."""

@@ -5,17 +5,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from services.bibliobus.cli import app as bibliobus_app
+from services.common.api_client import DONE, EXIT_CODES, FINDING, UNREACHABLE, fail, table
 from services.common.settings import amqp_uri
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# "\b": click keeps the lines of that paragraph as they are.
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help=f"{__doc__}\n\n\b\nExit codes, the same for every command:\n{EXIT_CODES}")
 dead_letters = typer.Typer(no_args_is_help=True, help="Messages whose handler kept failing.")
 app.add_typer(dead_letters, name="dead-letters")
 app.add_typer(bibliobus_app, name="bibliobus")
@@ -41,9 +45,21 @@ def service_classes() -> list[type]:
             for module, _, cls in (target.partition(":") for target in SERVICE_CLASSES.values())]
 
 
-def fail(message: str, fix: str) -> None:
-    err.print(f"[bold red]error:[/] {message} — {fix}")
-    raise typer.Exit(2)
+def version_callback(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"drive {version('drive')}")
+        except PackageNotFoundError:
+            typer.echo("drive (not installed: no version)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(_version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                               help="print the version and exit")) -> None:
+    pass
 
 
 def check_broker() -> None:
@@ -54,7 +70,7 @@ def check_broker() -> None:
             conn.ensure_connection(max_retries=1)
     except Exception as exc:
         fail(f"RabbitMQ does not answer at {amqp_uri()} ({exc.__class__.__name__})",
-             "start it (`rabbitmq-server -detached`) or set AMQP_URI")
+             "start it (`rabbitmq-server -detached`) or set AMQP_URI", UNREACHABLE)
 
 
 def migrate_all() -> None:
@@ -66,14 +82,16 @@ def migrate_all() -> None:
             upgrade(service, db_url(service))
         except Exception as exc:
             fail(f"cannot migrate the {service} database ({exc.__class__.__name__}: {exc})",
-                 f"check {service.upper()}_DB_URL and that the database server runs")
+                 f"check {service.upper()}_DB_URL and that the database server runs", UNREACHABLE)
 
 
 @app.command()
 def setup() -> None:
     """Run every service's migrations and declare the broker's exchanges and queues."""
+    from services.common.deployment import check_setup
     from services.common.messaging import declare_topology
 
+    check_setup({"AMQP_URI": amqp_uri(), **{f"{s.upper()}_DB_URL": db_url(s) for s in SERVICES}})
     check_broker()
     migrate_all()
     queues = declare_topology(service_classes(), {"AMQP_URI": amqp_uri()})
@@ -119,21 +137,82 @@ def demo_data(titles: int = typer.Option(300, help="how many titles"), seed: int
 
 @app.command()
 def token(role: str = typer.Option("staff", help="patron, staff, analyst or ops"),
+          name: str | None = typer.Option(None, help="who the token is for: a person's name, e.g. \"Camille "
+                                                     "Martin\" (staff, analyst, ops); the services record it as "
+                                                     "who did what (prepared by, decided by, changed by)"),
           card: str | None = typer.Option(None, help="the patron's card number (role patron)"),
-          hours: float = 12) -> None:
-    """Print a bearer token signed with the embedded default's shared secret."""
+          hours: float = typer.Option(12, help="how long the token is valid")) -> None:
+    """Print a bearer token (HS256) signed with JWT_SECRET, else the embedded default's.
+
+    For a named member of staff:
+      drive token --role staff --name "Camille Martin"
+    The name is the token's subject: the services record it as who prepared,
+    decided or changed something. For a patron:
+      drive token --role patron --card 12345
+    Send it as "Authorization: Bearer <token>", or export it as DRIVE_TOKEN
+    for the other commands. With an identity provider (JWT_JWKS_URL), use
+    its tokens instead.
+    """
     from services.common.auth import ROLES, issue_token
 
     if role not in ROLES:
         fail(f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
     if role == "patron" and not card:
         fail("a patron token needs a card number", "add --card N")
-    typer.echo(issue_token({}, role, card or f"{role}-cli", hours))
+    if role == "patron" and name:
+        fail("a patron token is for a card, not a name", "use --card N (without --name)")
+    typer.echo(issue_token({}, role, card or name or f"{role}-cli", hours))
+
+
+def listen_address(service: str, env: Mapping[str, str] | None = None) -> tuple[str, int]:
+    """Where the service will listen: its `*_ADDRESS` variable if set, else its config.yaml's default."""
+    from services.configuration import yaml_variables
+
+    env = os.environ if env is None else env
+    variable, default = next((var, default) for key, var, default in yaml_variables(service)
+                             if key == "WEB_SERVER_ADDRESS")
+    host, _, port = (env.get(variable) or default).rpartition(":")
+    return ("127.0.0.1" if host in ("", "0.0.0.0") else host), int(port)
+
+
+STOP_GRACE_SECONDS = 8.0  # after one SIGTERM each; then killed. Under `make up`'s promise of 10 s in all.
+
+
+class _Stop:
+    """SIGINT (a terminal's Ctrl-C) or SIGTERM: the first asks for a graceful stop, a second for a kill."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.asked += 1
+
+
+def stop_children(procs: dict[str, subprocess.Popen], stop: _Stop, grace: float = STOP_GRACE_SECONDS) -> None:
+    """ONE SIGTERM to each service still running, a bounded wait, then a kill for whoever is left (or at once
+    on a second Ctrl-C)."""
+    asked = stop.asked
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline and stop.asked == asked:
+        time.sleep(0.1)
+    for name, proc in procs.items():
+        if proc.poll() is None:
+            err.print(f"{name} did not stop in time: killed")
+            proc.kill()
+            proc.wait()
+        console.print(f"{name} stopped ({proc.returncode})")
 
 
 @app.command()
 def up(demo: bool = typer.Option(True, help="load demo data when the catalogue is empty")) -> None:
-    """Set up and run every service in the foreground; Ctrl-C stops them all."""
+    """Set up and run every service in the foreground (the embedded default: DRIVE_ENV=dev); Ctrl-C or one
+    SIGTERM stops them all, each one gracefully, within 10 s."""
+    os.environ.setdefault("DRIVE_ENV", "dev")
     if demo:
         demo_data(titles=300, seed=7)
     else:
@@ -141,32 +220,23 @@ def up(demo: bool = typer.Option(True, help="load demo data when the catalogue i
     env = dict(os.environ)
     for service in SERVICES:
         env.setdefault(f"{service.upper()}_DB_URL", db_url(service))
+    addresses = {name: listen_address(name, env) for name in SERVICES}
+    stop = _Stop()
+    # Each service in a session of its own: a terminal's Ctrl-C reaches `drive up` only, which sends each one
+    # SIGTERM, once (a second signal would stop it twice).
     procs = {name: subprocess.Popen(
         [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "services" / name / "config.yaml"),
-         SERVICE_CLASSES[name]], cwd=ROOT, env=env) for name in SERVICES}
-    table = Table(title="Drive is running")
-    for column in ("service", "URL", "API document"):
-        table.add_column(column)
-    for name, port in SERVICES.items():
-        table.add_row(name, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/openapi.json")
-    console.print(table)
+         SERVICE_CLASSES[name]], cwd=ROOT, env=env, start_new_session=True) for name in SERVICES}
+    console.print(table("Drive is running", ("service", "URL", "API document"),
+                        [(name, f"http://{host}:{port}", f"http://{host}:{port}/openapi.json")
+                         for name, (host, port) in addresses.items()], keep=("service", "URL")))
     console.print("a staff token: [bold]drive token --role staff[/]   ·   Ctrl-C stops everything")
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    try:
-        while not stop["now"] and all(p.poll() is None for p in procs.values()):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for name, proc in procs.items():
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        console.print(f"{name} stopped ({proc.returncode})")
+    while not stop.asked and all(p.poll() is None for p in procs.values()):
+        time.sleep(0.2)
+    crashed = [name for name, p in procs.items() if p.poll() is not None] if not stop.asked else []
+    stop_children(procs, stop)
+    if crashed:
+        fail(f"{', '.join(crashed)} stopped on its own", "see its log lines above", UNREACHABLE)
 
 
 def _dates(first: str | None, last: str | None) -> tuple[str, str]:
@@ -210,42 +280,34 @@ def stats(first: str | None = typer.Option(None, "--from", help="first day, YYYY
     base = url or os.environ.get("RESERVATIONS_URL") or f"http://127.0.0.1:{SERVICES['reservations']}"
     answer = api_client.call(base, "GET", "/stats", role="staff", params={"from": first, "to": last},
                              unreachable_hint="start it (`drive up`) or pass --url",
-                             refused_hint="check --from and --to (YYYY-MM-DD)", refused_exit=2)
+                             refused_hint="check --from and --to (YYYY-MM-DD)")
     report = answer.json()
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
     span = f"{report['from']} → {report['to']}"
-    rows = Table(title=f"Figures per day, pickup point and channel, {span}")
-    for column in ("day", "pickup point", "channel", "placed", "sel. asked", "sel. prepared", "nothing avail.",
-                   "median prep. min", "collected", "no-shows", "median wait s"):
-        rows.add_column(column, justify="left" if column in ("day", "pickup point", "channel") else "right")
-    for r in report["rows"]:
-        rows.add_row(r["day"], r["pickup_point"], r["channel"], str(r["reservations_placed"]),
-                     str(r["selections_asked"]), str(r["selections_prepared"]),
-                     str(r["selections_nothing_available"]), _figure(r["median_prepare_minutes"]),
-                     str(r["collections"]), str(r["no_shows"]), _figure(r["median_wait_seconds"]))
+    counts = ("placed", "sel. asked", "sel. prepared", "nothing avail.", "median prep. min", "collected",
+              "no-shows", "median wait s")
+    rows = table(f"Figures per day, pickup point and channel, {span}", ("day", "pickup point", "channel", *counts),
+                 [(r["day"], r["pickup_point"], r["channel"], r["reservations_placed"], r["selections_asked"],
+                   r["selections_prepared"], r["selections_nothing_available"], _figure(r["median_prepare_minutes"]),
+                   r["collections"], r["no_shows"], _figure(r["median_wait_seconds"])) for r in report["rows"]],
+                 keep=("day", "pickup point"), right=counts)
     console.print(rows if report["rows"] else f"nothing happened {span}")
-    slots = Table(title="Slot occupancy")
-    for column in ("day", "pickup point", "places", "booked", "occupancy"):
-        slots.add_column(column, justify="left" if column in ("day", "pickup point") else "right")
-    for s in report["slots"]:
-        slots.add_row(s["day"], s["pickup_point"], str(s["places"]), str(s["booked"]), _share(s["occupancy"]))
+    slots = table("Slot occupancy", ("day", "pickup point", "places", "booked", "occupancy"),
+                  [(s["day"], s["pickup_point"], s["places"], s["booked"], _share(s["occupancy"]))
+                   for s in report["slots"]], keep=("day", "pickup point"), right=("places", "booked", "occupancy"))
     console.print(slots if report["slots"] else "no appointment slots in these days")
     t = report["totals"]
-    totals = Table(title=f"Totals, {span}")
-    totals.add_column("figure")
-    totals.add_column("value", justify="right")
-    for label, value in (("reservations placed", t["reservations_placed"]),
-                         ("selections asked", t["selections_asked"]),
-                         ("selections prepared", t["selections_prepared"]),
-                         ("  of which nothing available", t["selections_nothing_available"]),
-                         ("median time to prepare (min)", _figure(t["median_prepare_minutes"])),
-                         ("collections", t["collections"]), ("no-shows", t["no_shows"]),
-                         ("median wait at the counter (s)", _figure(t["median_wait_seconds"])),
-                         ("slot places", t["places"]), ("slot places booked", t["booked"]),
-                         ("slot occupancy", _share(t["occupancy"]))):
-        totals.add_row(label, str(value))
+    totals = table(f"Totals, {span}", ("figure", "value"), (
+        ("reservations placed", t["reservations_placed"]), ("selections asked", t["selections_asked"]),
+        ("selections prepared", t["selections_prepared"]),
+        ("  of which nothing available", t["selections_nothing_available"]),
+        ("median time to prepare (min)", _figure(t["median_prepare_minutes"])),
+        ("collections", t["collections"]), ("no-shows", t["no_shows"]),
+        ("median wait at the counter (s)", _figure(t["median_wait_seconds"])),
+        ("slot places", t["places"]), ("slot places booked", t["booked"]),
+        ("slot occupancy", _share(t["occupancy"]))), right=("value",))
     console.print(totals)
 
 
@@ -262,7 +324,8 @@ def check(fix: bool = typer.Option(False, "--fix", help="repair what events can 
           as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
     """Do the services agree? Per title, inventory's copies and waitlist places against reservations' open lines;
     copies or places held for closed lines; reservations stuck in `placed`; outbox rows stuck; dead letters.
-    Read-only unless --fix. Exit 0 when all agree, 1 when something disagrees, 2 when it cannot ask.
+    Read-only unless --fix. Exit 0 when all agree, 1 when something disagrees, 3 when a service or the broker
+    does not answer.
     Services: RESERVATIONS_URL, INVENTORY_URL, NOTIFICATIONS_URL, BIBLIOBUS_URL (default 127.0.0.1, their ports)."""
     import json
     from functools import partial
@@ -272,8 +335,7 @@ def check(fix: bool = typer.Option(False, "--fix", help="repair what events can 
     from services.common.deadletters import count_dead_letters
 
     urls = {name: _service_url(name) for name in SERVICES}
-    call = partial(api_client.call, role="ops", unreachable_hint="start it (`drive up`) or set its *_URL",
-                   refused_exit=2)
+    call = partial(api_client.call, role="ops", unreachable_hint="start it (`drive up`) or set its *_URL")
     check_broker()
 
     def run() -> "agreement.Report":
@@ -289,34 +351,29 @@ def check(fix: bool = typer.Option(False, "--fix", help="repair what events can 
         typer.echo(json.dumps(report.as_dict() | {"repaired": repaired}, indent=2))
     else:
         _print_check(report, repaired)
-    raise typer.Exit(0 if report.clean else 1)
+    down = any(f.kind == "service_down" for f in report.findings)
+    raise typer.Exit(DONE if report.clean else UNREACHABLE if down else FINDING)
 
 
 def _print_check(report, repaired: list[dict]) -> None:
     from services.check import KINDS
 
     differing = [t for t in report.titles if not t.agrees]
-    titles = Table(title=f"Per title: {len(report.titles) - len(differing)} of {len(report.titles)} agree")
-    for column in ("title", "open lines (reservations)", "copies held (inventory)", "waitlist (inventory)"):
-        titles.add_column(column, justify="left" if column == "title" else "right")
-    for t in differing:
-        titles.add_row(t.title_id, str(t.open_lines), str(t.copies_held), str(t.waiting))
+    titles = table(f"Per title: {len(report.titles) - len(differing)} of {len(report.titles)} agree",
+                   ("title", "open lines (reservations)", "copies held (inventory)", "waitlist (inventory)"),
+                   [(t.title_id, t.open_lines, t.copies_held, t.waiting) for t in differing], keep=("title",),
+                   right=("open lines (reservations)", "copies held (inventory)", "waitlist (inventory)"))
     console.print(titles if differing else titles.title)
     if repaired:
-        fixed = Table(title="Said again (--fix)")
-        for column in ("reservation", "status", "event"):
-            fixed.add_column(column)
-        for r in repaired:
-            fixed.add_row(r["reservation_id"], r["status"] or "unknown", r["announced"] or "- (no event repairs it)")
-        console.print(fixed)
+        console.print(table("Said again (--fix)", ("reservation", "status", "event"),
+                            [(r["reservation_id"], r["status"] or "unknown",
+                              r["announced"] or "- (no event repairs it)") for r in repaired], keep=("reservation",)))
     if not report.findings:
         console.print("[green]the services agree[/]" if report.clean else "")
         return
-    findings = Table(title=f"{len(report.findings)} finding(s)")
-    for column in ("what", "subject", "title", "detail"):
-        findings.add_column(column, overflow="fold")
-    for f in report.findings:
-        findings.add_row(KINDS[f.kind], f.subject, f.title_id or "-", f.detail)
+    findings = table(f"{len(report.findings)} finding(s)", ("what", "subject", "title", "detail"),
+                     [(KINDS[f.kind], f.subject, f.title_id or "-", f.detail) for f in report.findings],
+                     keep=("subject",))
     console.print(findings)
 
 
@@ -327,13 +384,11 @@ def dead_letters_list(limit: int = 100) -> None:
 
     check_broker()
     letters = list_dead_letters(amqp_uri(), limit=limit)
-    table = Table(title=f"{len(letters)} dead letter(s)")
-    for column in ("#", "event id", "type", "queue", "reason", "count", "first death"):
-        table.add_column(column)
-    for d in letters:
-        table.add_row(str(d.position), d.event_id or "-", f"{d.source}.{d.event_type}", d.queue or "-",
-                      d.reason or "-", str(d.count), str(d.first_death_at or "-"))
-    console.print(table)
+    shown = table(f"{len(letters)} dead letter(s)", ("#", "event id", "type", "queue", "reason", "count",
+                                                     "first death"),
+                  [(d.position, d.event_id or "-", f"{d.source}.{d.event_type}", d.queue or "-", d.reason or "-",
+                    d.count, d.first_death_at or "-") for d in letters], keep=("event id",), right=("#", "count"))
+    console.print(shown)
 
 
 @dead_letters.command("replay")

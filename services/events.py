@@ -278,37 +278,37 @@ class PatronArrived(Schema):
 
 
 for _type, _schema, _summary, *_version in [
-    ("reservation_placed", ReservationPlaced, "A patron (or staff for them) reserved titles at a pickup point.", 3),
-    ("reservation_cancelled", ReservationCancelled, "The patron or staff cancelled before collection.", 2),
-    ("reservation_ready", ReservationReady, "Prepared and waiting on the hold shelf until the deadline.", 2),
-    ("reservation_collected", ReservationCollected, "Handed over: loans start."),
-    ("reservation_expired", ReservationExpired, "Not collected by its deadline: copies go back.", 2),
-    ("loan_overdue", LoanOverdue, "A loan passed its due date (once per reminder step)."),
-    ("continuity_policy_changed", ContinuityPolicyChanged, "Reminders and fines suspended or resumed."),
+    ("reservation_placed", ReservationPlaced, "A patron (or staff for them) reserved titles at a pickup point.", 4),
+    ("reservation_cancelled", ReservationCancelled, "The patron or staff cancelled before collection.", 3),
+    ("reservation_ready", ReservationReady, "Prepared and waiting on the hold shelf until the deadline.", 3),
+    ("reservation_collected", ReservationCollected, "Handed over: loans start.", 2),
+    ("reservation_expired", ReservationExpired, "Not collected by its deadline: copies go back.", 3),
+    ("loan_overdue", LoanOverdue, "A loan passed its due date (once per reminder step).", 2),
+    ("continuity_policy_changed", ContinuityPolicyChanged, "Reminders and fines suspended or resumed.", 2),
     ("due_dates_shifted", DueDatesShifted,
-     "Staff moved a patron's due dates (and pickup deadlines) off a closure: one event per patron."),
+     "Staff moved a patron's due dates (and pickup deadlines) off a closure: one event per patron.", 2),
     ("reservation_released_to_allocation", ReservationReleased,
-     "A reservation that waited for its bibliobus stop goes on to allocation: the stop opened."),
+     "A reservation that waited for its bibliobus stop goes on to allocation: the stop opened.", 2),
     ("selection_requested", SelectionRequested,
      "A patron (or staff for them) asked for a selection prepared from their tastes. The free-text tastes stay "
-     "in the reservations service (GET /selections/{id}): free text may hold personal data."),
+     "in the reservations service (GET /selections/{id}): free text may hold personal data.", 2),
     ("selection_prepared", SelectionPrepared,
-     "Staff chose the titles of a selection (now an ordinary reservation), or found nothing fitting."),
+     "Staff chose the titles of a selection (now an ordinary reservation), or found nothing fitting.", 2),
     ("selection_cancelled", SelectionCancelled,
-     "The patron (or staff for them) withdrew a selection not yet prepared: it leaves the staff's queue."),
-    ("pickup_slot_booked", SlotBooked, "An appointment at a counter was taken (or moved here)."),
+     "The patron (or staff for them) withdrew a selection not yet prepared: it leaves the staff's queue.", 2),
+    ("pickup_slot_booked", SlotBooked, "An appointment at a counter was taken (or moved here).", 2),
     ("pickup_slot_cancelled", SlotCancelled, "An appointment was given back: cancelled, moved, or its "
-                                             "reservation closed."),
-    ("patron_arrived", PatronArrived, "The patron is outside the counter, waiting for the hand-over."),
+                                             "reservation closed.", 2),
+    ("patron_arrived", PatronArrived, "The patron is outside the counter, waiting for the hand-over.", 2),
 ]:
     REGISTRY.register("reservations", _type, _schema, _summary, *_version)
 
 for _type, _schema, _summary, *_version in [
-    ("items_allocated", ItemsAllocated, "Copies were set aside for reservation lines."),
-    ("items_unavailable", ItemsUnavailable, "No copy free now: the lines wait on the title's waitlist.", 2),
-    ("item_returned", ItemReturned, "A copy was checked in and went into quarantine."),
-    ("copy_available", CopyAvailable, "A copy is back on the shelf (quarantine over, or released)."),
-    ("title_catalogued", TitleCatalogued, "A title was added to the catalogue (or its record changed)."),
+    ("items_allocated", ItemsAllocated, "Copies were set aside for reservation lines.", 2),
+    ("items_unavailable", ItemsUnavailable, "No copy free now: the lines wait on the title's waitlist.", 3),
+    ("item_returned", ItemReturned, "A copy was checked in and went into quarantine.", 2),
+    ("copy_available", CopyAvailable, "A copy is back on the shelf (quarantine over, or released).", 2),
+    ("title_catalogued", TitleCatalogued, "A title was added to the catalogue (or its record changed).", 2),
 ]:
     REGISTRY.register("inventory", _type, _schema, _summary, *_version)
 
@@ -325,9 +325,9 @@ class DeliveryOutcome(Schema):
     reservation_id = fields.String(load_default=None, allow_none=True)
 
 
-REGISTRY.register("notifications", "notification_sent", DeliveryOutcome, "A message reached its channel.")
+REGISTRY.register("notifications", "notification_sent", DeliveryOutcome, "A message reached its channel.", 2)
 REGISTRY.register("notifications", "notification_failed", DeliveryOutcome,
-                  "A message could not be delivered (permanent failure, retries exhausted, or no contact).")
+                  "A message could not be delivered (permanent failure, retries exhausted, or no contact).", 2)
 
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -366,9 +366,9 @@ class StopSwitched(Schema):
     decided_at = fields.AwareDateTime(required=True)
 
 
-for _type, _schema, _summary in [
-    ("stop_registered", StopRegistered, "A bibliobus stop was added or changed (schedule, capacity, state)."),
-    ("stop_enabled", StopSwitched, "A bibliobus stop opened for mobile drive pickup (demand or an analyst)."),
-    ("stop_disabled", StopSwitched, "A bibliobus stop closed for mobile drive pickup (demand or an analyst)."),
+for _type, _schema, _summary, *_version in [
+    ("stop_registered", StopRegistered, "A bibliobus stop was added or changed (schedule, capacity, state).", 2),
+    ("stop_enabled", StopSwitched, "A bibliobus stop opened for mobile drive pickup (demand or an analyst).", 2),
+    ("stop_disabled", StopSwitched, "A bibliobus stop closed for mobile drive pickup (demand or an analyst).", 2),
 ]:
-    REGISTRY.register("bibliobus", _type, _schema, _summary)
+    REGISTRY.register("bibliobus", _type, _schema, _summary, *_version)

@@ -5,11 +5,15 @@ import os
 import signal
 import uuid
 
-import pytest
-from sqlalchemy import create_engine, text
+# The suite runs on the embedded default (dev secret, guest broker); set before anything reads it, in os.environ so
+# that every service a test starts as a subprocess inherits it (services/common/deployment.py).
+os.environ.setdefault("DRIVE_ENV", "dev")
 
-from services.common.auth import issue_token
-from services.common.migrate import upgrade
+import pytest  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from services.common.auth import issue_token  # noqa: E402
+from services.common.migrate import upgrade  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 SERVICES = ("reservations", "inventory", "notifications", "bibliobus")

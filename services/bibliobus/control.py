@@ -3,7 +3,8 @@ and give back control, claim the timer's round, and record a patron's interest (
 switch publishes `stop_enabled`/`stop_disabled` through the outbox and writes an audit entry in the same
 transaction."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from services.bibliobus.models import Decision, DemandSignal, NetworkSettings, S
 from services.bibliobus.policy import Policy
 from services.bibliobus.tour import find
 from services.common import clock
+from services.common.correlation import Caused, caused_by
 from services.common.relay import Events
 
 RULE = "rule"
@@ -67,11 +69,13 @@ def lock_stops(session: Session, stop_ids: Iterable[str] | None = None) -> list[
 
 
 def evaluate_stops(session: Session, outbox: Events, policy: Policy, now: datetime,
-                   stop_ids: Iterable[str] | None = None, round_: bool = False) -> list[Stop]:
+                   stop_ids: Iterable[str] | None = None, round_: bool = False,
+                   causes: Mapping[str, Caused] | None = None) -> list[Stop]:
     """Evaluate stops (all of them by default) and switch those the rule says to, deciding on their state
     once locked, so a signal's evaluation, an override and the timer's round never decide on one stop at once.
     `now` is when the caller began; the demand is counted at the moment the locks are held (not before):
-    signals committed meanwhile by whoever held them were stamped after `now`, and count."""
+    signals committed meanwhile by whoever held them were stamped after `now`, and count. `causes`: for a batch of
+    signals, the event that caused each stop's evaluation (its switch carries that event's correlation)."""
     ids = None if stop_ids is None else sorted(set(stop_ids))
     stops = lock_stops(session, ids)
     now = max(now, clock.now())
@@ -87,7 +91,9 @@ def evaluate_stops(session: Session, outbox: Events, policy: Policy, now: dateti
         if round_ or verdict.changed:  # a stop's row is written by rounds and switches, not at every signal
             stop.demand, stop.evaluated_at = figure, now
         if verdict.changed:
-            switch(session, outbox, stop, verdict.state.enabled, verdict.reason, RULE, None, thresholds, now)
+            cause = (causes or {}).get(stop.id)
+            with caused_by(cause) if cause is not None else nullcontext():
+                switch(session, outbox, stop, verdict.state.enabled, verdict.reason, RULE, None, thresholds, now)
             switched.append(stop)
     return switched
 

@@ -2,6 +2,7 @@
 at a stop), and a replica of each stop's reservations (for the manifest and for the rule: a stop with
 reservations still to serve stays open)."""
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import insert
@@ -12,14 +13,17 @@ from services.bibliobus.control import evaluate_stops
 from services.bibliobus.models import DemandSignal, StopReservation
 from services.bibliobus.policy import Policy
 from services.common.database import insert_new
+from services.common.envelope import Event
 from services.common.relay import Events
 
 
-def record_placed(session: Session, outbox: Events, policy: Policy, placed: list[dict], now: datetime) -> None:
+def record_placed(session: Session, outbox: Events, policy: Policy, events: Sequence[Event], now: datetime) -> None:
     """Reservations placed at stops are demand signals, evaluated at once (they may open their stops): a batch
-    of them in a few statements, each stop evaluated once for the batch."""
-    if not placed:
+    of them in a few statements, each stop evaluated once for the batch (a switch is caused by the stop's last
+    signal of the batch, the one that tipped it)."""
+    if not events:
         return
+    placed = [event.data for event in events]
     # RETURNING makes SQLAlchemy send the rows as multi-row VALUES, not one round trip each (psycopg2).
     session.execute(insert(DemandSignal).returning(DemandSignal.id), [
         {"stop_id": d["pickup_point"]["id"], "patron": d["patron"], "kind": "reservation",
@@ -29,7 +33,8 @@ def record_placed(session: Session, outbox: Events, policy: Policy, placed: list
         {"reservation_id": d["reservation_id"], "stop_id": d["pickup_point"]["id"], "patron": d["patron"],
          "status": "waiting" if d["waiting_for_stop"] else "placed", "placed_at": d["placed_at"], "lines": [],
          "updated_at": now} for d in placed])
-    evaluate_stops(session, outbox, policy, now, {d["pickup_point"]["id"] for d in placed})
+    evaluate_stops(session, outbox, policy, now, {d["pickup_point"]["id"] for d in placed},
+                   causes={event.data["pickup_point"]["id"]: event for event in events})
 
 
 def record_ready(session: Session, data: dict, now: datetime) -> None:

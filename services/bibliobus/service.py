@@ -40,6 +40,7 @@ from services.common import (
     route,
     timer,
 )
+from services.common.metrics import Reading
 
 
 class BibliobusService(DemandRoutes, DriveService):
@@ -49,6 +50,7 @@ class BibliobusService(DemandRoutes, DriveService):
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("bibliobus", Outbox)
     policy = Configured(Policy)
+    readings = (Reading("drive_bibliobus_stops_enabled", "Stops open for drive pickup", views.stops_enabled),)
 
     # --- the tour ----------------------------------------------------------------------------------------
 
@@ -147,7 +149,7 @@ class BibliobusService(DemandRoutes, DriveService):
         at_stops = [event for event in batch if is_new_demand(event.data)]
         if at_stops:
             with once_each(self.db, Inbox, at_stops) as fresh:
-                from_reservations.record_placed(self.db, self.outbox, self.policy, [e.data for e in fresh], now())
+                from_reservations.record_placed(self.db, self.outbox, self.policy, fresh, now())
 
     @event_handler("reservations", "reservation_ready")
     def on_reservation_ready(self, event):

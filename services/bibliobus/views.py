@@ -4,7 +4,7 @@ audit history, the manifest of its next visit, and what-ifs."""
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.bibliobus import whatif
@@ -27,6 +27,11 @@ def stop_view(stop: Stop, net: Network, demand: int, pending: int, policy: Polic
             "own_thresholds": any(v is not None for v in (stop.enable_threshold, stop.disable_threshold,
                                                           stop.consecutive_evaluations)),
             "next_visit": visit.as_ref(stop.id) if visit else None, "revision": stop.revision}
+
+
+def stops_enabled(session: Session) -> int:
+    """Stops open for drive pickup now (the `drive_bibliobus_stops_enabled` gauge)."""
+    return session.scalar(select(func.count()).select_from(Stop).where(Stop.enabled.is_(True))) or 0
 
 
 def list_stops(session: Session, policy: Policy, now: datetime, stop_ids: list[str] | None = None) -> list[dict]:

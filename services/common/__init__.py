@@ -2,7 +2,8 @@
 
 A service is a `DriveService` with a `Database`, an `OutboxRelay` and a `Configured` policy; its entrypoints are
 `route`s (guarded by the role tuples), `event_handler`s and `batch_event_handler`s (their transaction guarded by
-the inbox with `once` / `once_each`) and `timer`s; its settings are declared once in a `Settings` table.
+the inbox with `once` / `once_each`; a batch handler publishes each event's consequences inside `caused_by(event)`)
+and `timer`s; its settings are declared once in a `Settings` table.
 The modules behind these names are the kit's own business: tools and tests may reach into them.
 
 Names are loaded on first use, so that a tool importing `services.common.settings` does not load nameko and eventlet.
@@ -15,6 +16,7 @@ _HOMES = {
     "auth": ("ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "ROLES", "STAFF", "TEAM", "Principal"),
     "batching": ("batch_event_handler", "first_deliveries", "once_each"),
     "clock": ("now",),
+    "correlation": ("caused_by",),
     "database": ("Database", "insert_new", "is_postgres"),
     "envelope": ("Event",),
     "errors": ("Conflict", "DriveError", "Forbidden", "Invalid", "NotFound"),
@@ -30,7 +32,8 @@ _HOMES = {
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [  # the same names as _HOMES (tests/unit/test_common_kit.py checks it), literally for the linters
     "ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "ROLES", "STAFF", "TEAM", "Principal",
-    "batch_event_handler", "first_deliveries", "once_each", "now", "Database", "insert_new", "is_postgres", "Event",
+    "batch_event_handler", "first_deliveries", "once_each", "now", "caused_by", "Database", "insert_new", "is_postgres",
+    "Event",
     "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "event_handler", "Events", "OutboxRelay",
     "InboxMixin", "OutboxMixin", "first_delivery", "once", "Configured", "DriveService", "Setting", "Settings",
     "setting", "timer", "UtcDateTime",
@@ -47,6 +50,7 @@ if TYPE_CHECKING:  # what the type checker sees: the same names, eagerly
     from services.common.auth import ANALYST, ANYONE, OPS, PATRON_OR_STAFF, ROLES, STAFF, TEAM, Principal
     from services.common.batching import batch_event_handler, first_deliveries, once_each
     from services.common.clock import now
+    from services.common.correlation import caused_by
     from services.common.database import Database, insert_new, is_postgres
     from services.common.envelope import Event
     from services.common.errors import Conflict, DriveError, Forbidden, Invalid, NotFound

@@ -19,11 +19,11 @@ import eventlet
 from nameko.exceptions import ContainerBeingKilled
 from sqlalchemy.orm import Session
 
-from services.common import clock
+from services.common import clock, metrics
 from services.common.database import insert_new
 from services.common.envelope import Event
 from services.common.messaging import DeadLetteringQueueConsumer, ReliableEventHandler
-from services.common.reliability import InboxMixin
+from services.common.reliability import InboxMixin, note_duplicates
 from services.common.settings import setting
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,14 @@ class BatchEventHandler(ReliableEventHandler):
                 self.queue_consumer.requeue_message(message)
 
     def _batch_done(self, batch: list, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> tuple:
+        instruments = metrics.of(self.container)
+        instruments.handled(self.event_type, worker_ctx)
+        if exc_info is None:
+            duplicates = min(metrics.duplicates_in(worker_ctx), len(batch))
+            instruments.event(self.event_type, "duplicate", duplicates)
+            instruments.event(self.event_type, "done", len(batch) - duplicates)
+        else:  # each goes again on its own, and is counted again there
+            instruments.event(self.event_type, "retried", len(batch))
         if exc_info is None:
             for _, message in batch:
                 self.queue_consumer.ack_message(message)
@@ -119,6 +127,7 @@ def first_deliveries(session: Session, inbox_model: type[InboxMixin], events: li
         if event.id in claimed:
             claimed.discard(event.id)
             fresh.append(event)
+    note_duplicates(session, len(events) - len(fresh))
     return fresh
 
 

@@ -1,7 +1,7 @@
 """The event envelope every message carries, and the registry of event types a service publishes.
 
-`{id, type, version, occurred_at, source, data}`: staff apps build on this shape, so it changes only
-additively (a new field, a bumped `version`), never by renaming or removing.
+`{id, type, version, occurred_at, source, correlation_id, causation_id, data}`: staff apps build on this shape,
+so it changes only additively (a new field, a bumped `version`), never by renaming or removing.
 """
 
 import builtins
@@ -12,6 +12,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from services.common import correlation
 from services.common.errors import PermanentFailure
 
 
@@ -21,6 +22,14 @@ class EnvelopeSchema(Schema):
     version = fields.Integer(required=True, validate=validate.Range(min=1))
     occurred_at = fields.AwareDateTime(required=True, format="iso", default_timezone=UTC)
     source = fields.String(required=True)
+    # Always written; optional when read, so that messages older than them are read still (services.common.correlation).
+    correlation_id = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "The chain this event belongs to: the X-Request-ID of the HTTP request (or the id of the "
+                       "timer run) it started from, carried by every event it led to. Log lines carry it too."})
+    causation_id = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "What caused this event: the id of the event whose handling published it, or the "
+                       "correlation id itself for the request or timer run that started the chain; null when "
+                       "published by a tool outside any request."})
     data = fields.Dict(required=True)
 
 
@@ -32,11 +41,14 @@ class Event:
     version: int = 1
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    correlation_id: str | None = None  # None only for an older message read (`services.common.correlation`)
+    causation_id: str | None = None
 
     def to_message(self) -> dict[str, Any]:
         return ENVELOPE.dump(
             {"id": self.id, "type": self.type, "version": self.version,
-             "occurred_at": self.occurred_at, "source": self.source, "data": self.data}
+             "occurred_at": self.occurred_at, "source": self.source, "correlation_id": self.correlation_id,
+             "causation_id": self.causation_id, "data": self.data}
         )
 
 
@@ -80,12 +92,16 @@ class EventRegistry:
             schema = self._schemas[kind] = kind.schema()
         return schema
 
-    def build(self, source: str, type_: str, data: dict[str, Any]) -> Event:
-        """Validate outgoing data against its schema and wrap it in an envelope."""
+    def build(self, source: str, type_: str, data: dict[str, Any],
+              cause: correlation.Cause | None = None) -> Event:
+        """Validate outgoing data against its schema and wrap it in an envelope, with the cause of the work in
+        progress (`services.common.correlation`) unless told."""
         kind = self.get(source, type_)
         schema = self.schema(source, type_)
         clean = schema.dump(schema.load(schema.dump(data)))
-        return Event(type=type_, data=clean, source=source, version=kind.version)
+        cause = cause or correlation.for_publishing()
+        return Event(type=type_, data=clean, source=source, version=kind.version,
+                     correlation_id=cause.correlation_id, causation_id=cause.causation_id)
 
     def read(self, message: dict[str, Any]) -> Event:
         """Validate an incoming message; a message that does not fit can never succeed."""
@@ -96,7 +112,8 @@ class EventRegistry:
             raise PermanentFailure(f"malformed event: {exc.messages}") from exc
         return Event(type=envelope["type"], data=data, source=envelope["source"],
                      version=envelope["version"], id=str(envelope["id"]),
-                     occurred_at=envelope["occurred_at"])
+                     occurred_at=envelope["occurred_at"], correlation_id=envelope["correlation_id"],
+                     causation_id=envelope["causation_id"])
 
 
 def exchange_name(source: str) -> str:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from services.common import edge
+from services.common import correlation, edge, metrics
 from services.common.auth import TokenVerifier
 from services.common.errors import DriveError, Invalid
 
@@ -79,9 +79,15 @@ class DriveWsgiApp(WsgiApp):
     """nameko's WSGI app, answering unknown routes (404) and methods (405, with Allow) as JSON errors."""
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # The request's correlation id (services.common.correlation): its worker reads it here, the answer echoes it.
+        # Bound here too, for this connection's own lines (refusals before any worker, eventlet's access line).
+        request_id = environ[correlation.REQUEST_ID_ENVIRON] = correlation.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        correlation.set_cause(correlation.starting(request_id))
         request = Request(environ, shallow=True)
+        started, template = time.monotonic(), metrics.UNMATCHED_ROUTE
         try:
-            provider, values = self.url_map.bind_to_environ(environ).match()
+            rule, values = self.url_map.bind_to_environ(environ).match(return_rule=True)
+            provider, template = rule.endpoint, rule.rule  # counted by template: no ids in the labels
             request.path_values = values  # type: ignore[attr-defined]  # where nameko's handlers read them
             answer = provider.handle_request(request)
         except MethodNotAllowed as exc:
@@ -93,7 +99,10 @@ class DriveWsgiApp(WsgiApp):
             answer = error_response(404, "not_found", f"no route {request.method} {request.path}")
         except HTTPException as exc:  # a redirect (a missing trailing slash) stays as werkzeug says it
             code = exc.code or 500
-            answer = exc if code < 400 else error_response(code, "bad_request", exc.name)
+            answer = exc.get_response(environ) if code < 400 else error_response(code, "bad_request", exc.name)
+        answer.headers[correlation.REQUEST_ID_HEADER] = request_id
+        metrics.of(self.server.container).request(template, request.method, answer.status_code,
+                                                  time.monotonic() - started)
         return answer(environ, start_response)
 
 
@@ -115,7 +124,7 @@ class Route(HttpRequestHandler):
     def __init__(self, method: str, url: str, *, roles: tuple[str, ...] | None, body: Any = None,
                  query: Any = None, response: Any = None, status: int = 200, summary: str = "",
                  raw_body: str | None = None, optional_body: bool = False, max_body: int = edge.MAX_BODY_BYTES,
-                 **kwargs: Any) -> None:
+                 produces: str = "application/json", **kwargs: Any) -> None:
         # Refusals (4xx) are expected: nameko then logs them as warnings, not as errors with a traceback.
         # A DataError is a value the database cannot hold (too long for its column, out of range): a refusal too.
         kwargs.setdefault("expected_exceptions", (DriveError, ValidationError, DataError))
@@ -129,6 +138,7 @@ class Route(HttpRequestHandler):
         self.raw_body = raw_body  # a media type such as "text/csv": the method reads the body itself
         self.optional_body = optional_body  # no body at all reads as {} (every field then has its default)
         self.max_body = max_body  # bytes; larger bodies are refused (413) unread
+        self.produces = produces  # the media type of a success (documented; the method answers in it)
 
     def setup(self) -> None:
         super().setup()

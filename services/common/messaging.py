@@ -17,6 +17,7 @@ from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from nameko.messaging import QueueConsumer
 
+from services.common import metrics
 from services.common.envelope import REGISTRY, Event
 from services.common.errors import PermanentFailure
 from services.common.settings import amqp_uri, setting
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_EXCHANGE = "drive.dead-letter"
 DEAD_LETTER_QUEUE = "drive.dead-letter"
+UNDECODABLE = "(undecodable)"  # the event type label of a body that could not be decoded
 
 
 def dead_letter_topology() -> tuple[Exchange, Queue]:
@@ -62,6 +64,7 @@ class DeadLetteringQueueConsumer(QueueConsumer):
         log.error("dead-lettering undecodable message", extra={"error": repr(exc),
                                                                "content_type": message.content_type})
         message.reject(requeue=False)
+        metrics.of(self.container).event(UNDECODABLE, "dead_lettered")
 
 
 class ReliableEventHandler(EventHandler):
@@ -88,6 +91,7 @@ class ReliableEventHandler(EventHandler):
         except PermanentFailure as exc:
             log.error("dead-lettering malformed message", extra={"reason": str(exc), "queue": self.queue.name})
             message.reject(requeue=False)
+            metrics.of(self.container).event(self.event_type, "dead_lettered")
             return None
 
     def handle_message(self, body: Any, message: Any) -> None:
@@ -95,12 +99,22 @@ class ReliableEventHandler(EventHandler):
         if event is not None:
             super().handle_message(event, message)
 
+    def handle_result(self, message: Any, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> tuple:
+        instruments = metrics.of(self.container)
+        instruments.handled(self.event_type, worker_ctx)
+        if exc_info is None:  # the inbox saw it already (`once`): a duplicate, acked with no second effect
+            instruments.event(self.event_type, "duplicate" if metrics.duplicates_in(worker_ctx) else "done")
+        else:
+            instruments.event(self.event_type, failure_outcome(exc_info[0], attempt_of(message),
+                                                               max_attempts(self.container.config)))
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
     def handle_message_processed(self, message: Any, result: Any = None, exc_info: Any = None) -> None:
         if exc_info is None:
             self.queue_consumer.ack_message(message)
             return
-        attempt = int((message.headers or {}).get("x-delivery-count", 0)) + 1
-        if issubclass(exc_info[0], PermanentFailure | ValidationError):
+        attempt = attempt_of(message)
+        if is_permanent(exc_info[0]):
             log.error("dead-lettering: permanent failure", extra={"queue": self.queue.name, "attempt": attempt})
             message.reject(requeue=False)
             return
@@ -111,6 +125,21 @@ class ReliableEventHandler(EventHandler):
 
 
 event_handler = ReliableEventHandler.decorator
+
+
+def attempt_of(message: Any) -> int:
+    """Which delivery of the message this is (1 the first time): the quorum queue counts the earlier ones."""
+    return int((message.headers or {}).get("x-delivery-count", 0)) + 1
+
+
+def is_permanent(exc_type: type[BaseException]) -> bool:
+    return issubclass(exc_type, PermanentFailure | ValidationError)
+
+
+def failure_outcome(exc_type: type[BaseException], attempt: int, attempts_allowed: int) -> str:
+    """What becomes of a delivery whose handler raised: dead-lettered at once (permanent) or by the broker once the
+    requeue passes the delivery limit (the last attempt), else retried."""
+    return "dead_lettered" if is_permanent(exc_type) or attempt >= attempts_allowed else "retried"
 
 
 def handler_queues(service_cls: type[Any], config: dict[str, Any]) -> list[Queue]:

@@ -52,6 +52,8 @@ def build_openapi(title: str, routes: Iterable[Route], version: str = "1.0.0",
         ok: dict[str, Any] = {"description": "success"}
         if r.response_schema is not None:
             ok["content"] = _content(r.response_schema)
+        elif r.produces != "application/json":
+            ok["content"] = {r.produces: {"schema": {"type": "string"}}}
         op["responses"][str(r.status)] = ok
         if r.roles is not None:
             op["security"] = [{"bearer": []}]

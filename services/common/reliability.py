@@ -55,6 +55,14 @@ def record_event(session: Session, outbox_model: type[OutboxMixin], event: Event
                              routing_key=event.type, message=event.to_message()))
 
 
+DUPLICATES_KEY = "drive.duplicates"  # in a worker's session.info: for the metrics (`drive_events_handled_total`)
+
+
+def note_duplicates(session: Session, count: int = 1) -> None:
+    """The inbox found `count` deliveries already processed in this worker's transaction."""
+    session.info[DUPLICATES_KEY] = session.info.get(DUPLICATES_KEY, 0) + count
+
+
 def first_delivery(session: Session, inbox_model: type[InboxMixin], event: Event, consumer: str | None = None) -> bool:
     """Claim the event for this consumer inside the caller's transaction.
 
@@ -64,7 +72,10 @@ def first_delivery(session: Session, inbox_model: type[InboxMixin], event: Event
     consumer = consumer or session.info.get("consumer", "unknown")
     values = {"consumer": consumer, "event_id": event.id, "processed_at": now()}
     result = session.execute(insert_new(session, inbox_model).values(**values))
-    return cast(CursorResult[Any], result).rowcount == 1
+    new = cast(CursorResult[Any], result).rowcount == 1
+    if not new:
+        note_duplicates(session)
+    return new
 
 
 @contextmanager

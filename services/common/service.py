@@ -1,4 +1,5 @@
-"""What every Drive service has: structured log context per worker, `/health` and `/openapi.json`."""
+"""What every Drive service has: structured log context per worker, metrics, `/health` (and its liveness and
+readiness probes), `/metrics` and `/openapi.json`."""
 
 import logging
 import time
@@ -10,11 +11,14 @@ from kombu import Connection
 from marshmallow import ValidationError
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
+from werkzeug.wrappers import Response
 
 from services.common.database import Database
+from services.common.deployment import DeploymentGuard
 from services.common.errors import DriveError
 from services.common.http import Route, json_response, public
 from services.common.logs import bind_worker_context, clear_worker_context
+from services.common.metrics import CONTENT_TYPE, ServiceMetrics
 from services.common.openapi import build_openapi
 from services.common.relay import OutboxRelay
 from services.common.settings import amqp_uri
@@ -61,6 +65,14 @@ class ServiceProbe(DependencyProvider):
         return self
 
     def check(self) -> tuple[bool, dict[str, Any]]:
+        """The full report (`/health`, read by `drive check`): readiness and the outbox."""
+        healthy, checks = self.ready()
+        if self.relay is not None and checks["database"] == "ok":
+            checks["outbox_stuck"] = self.relay.publisher.pending(older_than_seconds=60)
+        return healthy, checks
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready for traffic: the database and the broker answer."""
         checks: dict[str, Any] = {}
         try:
             self.database.ping()
@@ -73,10 +85,7 @@ class ServiceProbe(DependencyProvider):
             checks["broker"] = "ok"
         except Exception as exc:
             checks["broker"] = f"unreachable: {exc.__class__.__name__}"
-        if self.relay is not None and checks["database"] == "ok":
-            checks["outbox_stuck"] = self.relay.publisher.pending(older_than_seconds=60)
-        healthy = checks["database"] == "ok" and checks["broker"] == "ok"
-        return healthy, checks
+        return checks["database"] == "ok" and checks["broker"] == "ok", checks
 
     def openapi(self) -> dict[str, Any]:
         return build_openapi(f"Drive {self.container.service_name}", self.routes(),
@@ -103,14 +112,33 @@ class DriveService:
 
     name: str
 
+    deployment = DeploymentGuard()  # outside DRIVE_ENV=dev, refuses the dev secret and default passwords
     log_context = WorkerLogContext()
     probe = ServiceProbe()
+    metrics = ServiceMetrics()
 
-    @public("GET", "/health", summary="200 when the database and the broker answer, 503 otherwise")
+    @public("GET", "/health", summary="200 when the database and the broker answer, 503 otherwise; the full report "
+            "(the outbox too) that `drive check` reads")
     def health(self, request: Any) -> Any:
-        healthy, checks = self.probe.check()
+        return self._health(*self.probe.check())
+
+    @public("GET", "/health/live", summary="Liveness: 200 while the process serves (no dependency is checked)")
+    def health_live(self, request: Any) -> Any:
+        return json_response({"status": "ok", "service": self.name})
+
+    @public("GET", "/health/ready", summary="Readiness: 200 when the database and the broker answer, 503 naming "
+            "the failing check otherwise")
+    def health_ready(self, request: Any) -> Any:
+        return self._health(*self.probe.ready())
+
+    def _health(self, healthy: bool, checks: dict[str, Any]) -> Any:
         return json_response({"status": "ok" if healthy else "unavailable", "service": self.name,
                               "checks": checks}, 200 if healthy else 503)
+
+    @public("GET", "/metrics", summary="Prometheus metrics (text format): requests, events, outbox, dead letters, "
+            "timers", produces="text/plain")
+    def prometheus_metrics(self, request: Any) -> Any:
+        return Response(self.metrics.render(), mimetype=None, content_type=CONTENT_TYPE)
 
     @public("GET", "/openapi.json", summary="this document")
     def openapi(self, request: Any) -> Any:

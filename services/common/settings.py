@@ -66,6 +66,9 @@ def amqp_uri(config: Mapping[str, Any] | None = None) -> str:
 
 COMMON = Settings(
     "common",
+    Setting("DRIVE_ENV", "production", str,
+            "`dev` marks the embedded default (make up, drive up, the tests): only there may a service start on the "
+            "development secret, default passwords or SQLite (services/common/deployment.py)"),
     Setting("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/", str,
             "the broker (nameko reads it from config.yaml, whose default must be this one)"),
     Setting("JWT_SECRET", "drive-embedded-dev-secret-change-me", str,

@@ -1,4 +1,9 @@
-"""Timers whose interval comes from configuration (nameko's takes a constant at import time)."""
+"""Timers whose interval comes from configuration (nameko's takes a constant at import time), and that stop
+cleanly however many times they are asked to.
+
+nameko's `Timer.stop` sends on one `Event`; a second stop (`nameko run` stops the container once per signal: a
+terminal's Ctrl-C then a SIGTERM) re-sends it and raises `AssertionError: Trying to re-send() an
+already-triggered event`, in the middle of the container's stop. Here stop and kill are idempotent."""
 
 from typing import Any
 
@@ -17,6 +22,19 @@ class ConfiguredTimer(Timer):
     def setup(self) -> None:
         super().setup()
         self.interval = setting(self.container.config, self.interval_key)
+
+    def stop(self) -> None:
+        # A tick in progress finishes (its transaction commits or rolls back on its own); no new tick starts.
+        if not self.should_stop.ready():
+            self.should_stop.send(True)
+        if self.gt is not None:
+            self.gt.wait()
+
+    def kill(self) -> None:
+        if not self.should_stop.ready():
+            self.should_stop.send(True)
+        if self.gt is not None:
+            self.gt.kill()
 
 
 timer = ConfiguredTimer.decorator

@@ -10,6 +10,7 @@ from services.common import (
     DriveService,
     OutboxRelay,
     batch_event_handler,
+    caused_by,
     event_handler,
     now,
     once,
@@ -130,16 +131,17 @@ class InventoryService(DriveService):
                 allocation.Request(e.data["reservation_id"], e.data["pickup_point"]["site"], e.data["lines"])
                 for e in fresh])
             for event, (allocated, waiting) in zip(fresh, outcomes, strict=True):
-                data = event.data
-                if data.get("reannounced"):  # `drive check --fix`: say all it holds, not only what is new
-                    allocated, waiting = allocation.standing(self.db, data["reservation_id"],
-                                                             data["pickup_point"]["site"])
-                if allocated:
-                    self.outbox.publish(self.db, "items_allocated", {
-                        "reservation_id": data["reservation_id"], "lines": allocated, "reason": "placement"})
-                if waiting:
-                    self.outbox.publish(self.db, "items_unavailable", {
-                        "reservation_id": data["reservation_id"], "patron": data["patron"], "lines": waiting})
+                with caused_by(event):  # each answer carries the correlation of the placement it answers
+                    data = event.data
+                    if data.get("reannounced"):  # `drive check --fix`: say all it holds, not only what is new
+                        allocated, waiting = allocation.standing(self.db, data["reservation_id"],
+                                                                 data["pickup_point"]["site"])
+                    if allocated:
+                        self.outbox.publish(self.db, "items_allocated", {
+                            "reservation_id": data["reservation_id"], "lines": allocated, "reason": "placement"})
+                    if waiting:
+                        self.outbox.publish(self.db, "items_unavailable", {
+                            "reservation_id": data["reservation_id"], "patron": data["patron"], "lines": waiting})
 
     @event_handler("reservations", "reservation_cancelled")
     def on_reservation_cancelled(self, event):

@@ -271,12 +271,16 @@ def mark_sent(session: Session, outbox: Events, delivery_ids: Sequence[str], now
     return list(sent)
 
 
-def isolated(session: Session, delivery_id: str, step: Callable[[], Any]) -> bool:
+def isolated(session: Session, delivery_id: str, step: Callable[[], Any],
+             settled: list[Delivery] | None = None) -> bool:
     """Run `step` in a savepoint: if it raises, only its own changes go, the round's other settlements stay. The
-    delivery stays `sending` until its lease runs out, then is tried again (or failed at the attempt cap)."""
+    delivery stays `sending` until its lease runs out, then is tried again (or failed at the attempt cap).
+    What the step settled (a delivery, or a list of them) joins `settled` once the savepoint is released."""
     try:
         with session.begin_nested():
-            step()
+            done = step()
+        if settled is not None:
+            settled.extend(done if isinstance(done, list) else [done])
         return True
     except Exception as exc:
         log.warning("settling delivery %s failed: %s; its lease will bring it back", delivery_id, type(exc).__name__)
@@ -284,17 +288,21 @@ def isolated(session: Session, delivery_id: str, step: Callable[[], Any]) -> boo
 
 
 def settle_all(session: Session, outbox: Events, results: Sequence[Attempt], now: datetime, max_attempts: int = 6,
-               retry_base_seconds: float = 30) -> None:
+               retry_base_seconds: float = 30) -> list[Delivery]:
     """The outcome of a batch of attempts: the successes in bulk (one by one if the bulk fails), the rest (dropped,
-    failed, to retry: few) one by one, each in its own savepoint."""
+    failed, to retry: few) one by one, each in its own savepoint. Returns the deliveries settled (their status
+    says how: sent, failed, obsolete, or pending for a retry)."""
+    settled: list[Delivery] = []
     sent = [r for r in results if r.error is None and not r.drop_as]
-    if not isolated(session, "(a batch)", lambda: mark_sent(session, outbox, [r.delivery_id for r in sent], now)):
+    if not isolated(session, "(a batch)", lambda: mark_sent(session, outbox, [r.delivery_id for r in sent], now),
+                    settled):
         for result in sent:
-            isolated(session, result.delivery_id, lambda r=result: settle(session, outbox, r, now))
+            isolated(session, result.delivery_id, lambda r=result: settle(session, outbox, r, now), settled)
     for result in results:
         if result.error is not None or result.drop_as:
             isolated(session, result.delivery_id,
-                     lambda r=result: settle(session, outbox, r, now, max_attempts, retry_base_seconds))
+                     lambda r=result: settle(session, outbox, r, now, max_attempts, retry_base_seconds), settled)
+    return settled
 
 
 def resend(session: Session, delivery: Delivery, now: datetime) -> None:

@@ -39,6 +39,7 @@ class NotificationsService(DriveService):
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("notifications", Outbox)
     office = Configured(PostOffice)
+    notification_channels = ("email", "sms", "none")  # counted from zero ("none": a patron with no address)
 
     # --- contact details: they live here and nowhere else ----------------------------------------------
 
@@ -106,7 +107,9 @@ class NotificationsService(DriveService):
             return 0
         results = list(GreenPool(office.concurrency).imap(partial(postroom.attempt, office.channels), work))
         with self.db.begin():
-            postroom.settle_all(self.db, self.outbox, results, now(), office.max_attempts, office.retry_base_seconds)
+            settled = postroom.settle_all(self.db, self.outbox, results, now(), office.max_attempts,
+                                          office.retry_base_seconds)
+        self.metrics.notifications_settled(settled)
         return len(work)
 
     # --- what patrons are told of ----------------------------------------------------------------------
@@ -173,5 +176,6 @@ class NotificationsService(DriveService):
 
     def _record(self, event):
         with once(self.db, Inbox, event) as new:
-            if new:
-                postroom.record(self.db, self.outbox, self.office.templates, self.office.quiet, event, now())
+            recorded = postroom.record(self.db, self.outbox, self.office.templates, self.office.quiet, event,
+                                       now()) if new else []
+        self.metrics.notifications_settled(recorded)  # a patron with no contact: failed at once

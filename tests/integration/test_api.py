@@ -24,7 +24,7 @@ def count(url: str, model) -> int:
     return n
 
 
-PUBLIC = {"/health", "/openapi.json"}
+PUBLIC = {"/health", "/health/live", "/health/ready", "/metrics", "/openapi.json"}
 
 
 def routes(client: Client) -> list[tuple[str, str]]:

@@ -83,7 +83,7 @@ def test_the_drive_bibliobus_commands(recorded, tmp_path, monkeypatch):
     changes = drive("thresholds", "--history")
     assert "analyst-cli" in changes and "essai" in changes and "3 / 1 / 2 / 14" in changes, changes
     refused = runner.invoke(app, ["bibliobus", "enable", "nowhere", "--reason", "essai"])
-    assert refused.exit_code == 1 and "404" in refused.output
+    assert refused.exit_code == 2 and "404" in refused.output  # refused
     keep = os.environ.get("BIBLIOBUS_CHARTS_DIR")  # BIBLIOBUS_CHARTS_DIR=/tmp/charts keeps them to look at
     if keep:
         (Path(keep) / chart.name).write_bytes(chart.read_bytes())

@@ -27,7 +27,7 @@ def test_reservations_wait_for_a_closed_stop_then_ride_the_next_visits_within_ca
     first = reserve(bus, token, "C1", title)
     assert first["status"] == "waiting_for_stop"
     placed = bus.tap.wait("reservation_placed", reservation_id=first["id"])[0]
-    assert placed["version"] == 3 and placed["data"]["waiting_for_stop"] is True
+    assert placed["version"] == 4 and placed["data"]["waiting_for_stop"] is True
     wait_for(lambda: bus.bibliobus.get("/stops/lux").json()["demand"] == 1, what="the signal counted")
     assert bus.inventory.get("/copies/L-1").json()["status"] == "available"  # no copy taken for a closed stop
     assert bus.tap.of_type("items_allocated") == []
@@ -45,7 +45,7 @@ def test_reservations_wait_for_a_closed_stop_then_ride_the_next_visits_within_ca
     readies = [bus.reservations.post(f"/reservations/{r['id']}/ready").json() for r in (first, second)]
     assert [r["status"] for r in readies] == ["ready", "ready"]
     events = [bus.tap.wait("reservation_ready", reservation_id=r["id"])[0] for r in readies]
-    assert [e["version"] for e in events] == [2, 2]
+    assert [e["version"] for e in events] == [3, 3]
     arrivals = [e["data"]["visit"]["arrives_at"] for e in events]
     assert arrivals[0] == visits[0].arrives_at.isoformat() and arrivals[1] == visits[1].arrives_at.isoformat()
     assert readies[1]["pickup_deadline"] >= readies[1]["visit"]["departs_at"]

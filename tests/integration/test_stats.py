@@ -210,4 +210,4 @@ def test_stats_count_what_happened_per_point_channel_and_slot(drive_factory, tok
     upside_down = runner.invoke(cli.app, ["stats", "--from", last, "--to", first, "--url", url])
     assert upside_down.exit_code == 2 and "before" in upside_down.output
     nobody = runner.invoke(cli.app, ["stats", "--url", "http://127.0.0.1:9"])
-    assert nobody.exit_code == 2 and "does not answer" in nobody.output
+    assert nobody.exit_code == 3 and "does not answer" in nobody.output  # unreachable

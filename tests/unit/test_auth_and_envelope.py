@@ -38,7 +38,8 @@ def test_envelope_built_and_read_back():
     event = REGISTRY.build("inventory", "copy_available", {"barcode": "B1", "title_id": "t", "site": "central",
                                                            "shelf_mark": "R 1", "reason": "released"})
     message = event.to_message()
-    assert set(message) == {"id", "type", "version", "occurred_at", "source", "data"}
+    assert set(message) == {"id", "type", "version", "occurred_at", "source", "correlation_id", "causation_id",
+                            "data"}
     again = REGISTRY.read(message)
     assert again.id == event.id and again.data["barcode"] == "B1"
 

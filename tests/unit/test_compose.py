@@ -1,4 +1,5 @@
-"""docker-compose.yml and infra/: no Docker engine runs here, so check statically what would break `up`."""
+"""docker-compose.yml and infra/: no Docker engine runs here (and the docker CLI has no compose plugin to render
+`docker compose config`), so check statically what would break `up`, interpolating `${…}` as compose does."""
 
 import importlib
 import re
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from services import configuration
+from services.common.deployment import unsafe_settings
 
 
 class PlainLoader(yaml.SafeLoader):
@@ -107,7 +109,7 @@ def test_nameko_healthcheck_fetches_health_on_the_port_the_service_listens_on(na
     test = SERVICES[name]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
     compile(test[3], "healthcheck", "exec")  # the one-liner is valid Python
-    assert f"http://127.0.0.1:{port}/health" in test[3]
+    assert f"http://127.0.0.1:{port}/health/ready'" in test[3]  # readiness: database and broker answer
     assert any(str(p).endswith(f":{port}") for p in SERVICES[name]["ports"])
 
 
@@ -131,7 +133,8 @@ def test_dockerfile_copies_files_that_exist_and_bakes_in_no_secret():
     context = ROOT / build["context"]
     lines = [line.strip() for line in (context / build["dockerfile"]).read_text().splitlines()]
     instructions = [line for line in lines if line and not line.startswith("#")]
-    assert instructions[0] == "FROM python:3.11-slim"
+    assert re.fullmatch(r"FROM python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", instructions[0])
+    assert re.search(r"^EXPOSE 8001 8002 8003 8004$", "\n".join(instructions), re.M)
     copies = [shlex.split(line)[1:] for line in instructions if line.upper().startswith("COPY ")]
     assert copies
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
@@ -200,9 +203,114 @@ def test_init_script_creates_every_service_database():
     subprocess.run(["bash", "-n", str(INIT_SCRIPT)], check=True)
     created = set(re.search(r'^DATABASES="([^"]*)"', script, re.M).group(1).split())
     assert "CREATE DATABASE" in script
-    used = {urlsplit(v).path.strip("/") for n in SERVICES if "environment" in SERVICES[n]
-            for k, v in environment(n).items() if k.endswith("_DB_URL")}
+    services = interpolate(SERVICES, {secret: "x" for secret in SECRETS})
+    used = {urlsplit(v).path.strip("/") for n in services if "environment" in services[n]
+            for k, v in services[n]["environment"].items() if k.endswith("_DB_URL")}
     assert SERVICE_DATABASES <= created
     assert used and used <= created
     mounts = [str(v) for v in SERVICES["postgres"]["volumes"]]
     assert any(m.startswith("./infra/postgres/init-databases.sh:/docker-entrypoint-initdb.d/") for m in mounts)
+
+
+# --- secrets: required, never defaulted ------------------------------------------------------------------------------
+
+SECRETS = ("JWT_SECRET", "RABBITMQ_PASSWORD", "POSTGRES_PASSWORD")
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+# compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, ${VAR:+alt}
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
+
+
+class Missing(Exception):
+    pass
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """A value as compose renders it from `env` (raises Missing with compose's message for a required variable)."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match) -> str:
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg") or ""
+        current = env.get(name)
+        unset_or_empty = not current if op and op.startswith(":") else current is None
+        if op in (":?", "?") and unset_or_empty:
+            raise Missing(f"required variable {name} is missing a value: {arg}")
+        if op in (":-", "-") and unset_or_empty:
+            return arg
+        if op in (":+", "+"):
+            return "" if unset_or_empty else arg
+        return current or ""
+
+    return INTERPOLATION.sub(one, value)
+
+
+def uses_of(name: str) -> list[re.Match]:
+    return [m for m in INTERPOLATION.finditer(COMPOSE_TEXT) if m.group("name") == name]
+
+
+@pytest.mark.parametrize("name", SECRETS)
+def test_every_use_of_a_secret_is_required_with_a_message_saying_how_to_set_it(name):
+    uses = uses_of(name)
+    assert uses, f"{name} is never used"
+    for use in uses:
+        assert use.group("op") == ":?", f"{use.group(0)} falls back to a default (or to nothing): use ${{{name}:?…}}"
+        assert f"set {name}" in use.group("arg"), use.group(0)
+
+
+def test_no_secret_default_remains_in_compose():
+    assert "drive-embedded-dev-secret" not in COMPOSE_TEXT
+    for match in INTERPOLATION.finditer(COMPOSE_TEXT):
+        if re.search(r"SECRET|PASSWORD|TOKEN", match.group("name")) and match.group("op") in (":-", "-"):
+            assert match.group("arg") == "", f"{match.group(0)}: a secret with a default"
+
+
+def rendered(env: dict[str, str]) -> dict[str, Any]:
+    return interpolate(SERVICES, env)
+
+
+def test_without_secrets_compose_refuses_before_starting_anything():
+    with pytest.raises(Missing, match=r"set (JWT_SECRET|RABBITMQ_PASSWORD|POSTGRES_PASSWORD)"):
+        rendered({})
+    for left_out in SECRETS:
+        env = {name: "0123456789abcdef0123456789abcdef" for name in SECRETS if name != left_out}
+        with pytest.raises(Missing, match=f"set {left_out}"):
+            rendered(env)
+
+
+@pytest.mark.parametrize("name", [ONE_SHOT, *NAMEKO])
+def test_with_real_secrets_each_service_passes_the_start_check_and_is_not_dev(name):
+    env = {secret: f"real-{secret.lower()}-0123456789abcdef0123456789" for secret in SECRETS}
+    service = rendered(env)[name]
+    values = dict(service["environment"])
+    if name != ONE_SHOT:
+        config, _ = nameko_target(name)
+        _, read = config_vars(config)
+        values["DB_URL"] = values.pop(read["DB_URL"])
+    assert values.get("DRIVE_ENV") == "production"
+    assert unsafe_settings(values) == []
+    # ...and with the embedded default's secret, the same service would refuse to start.
+    assert unsafe_settings({**values, "AMQP_URI": "pyamqp://guest:guest@rabbitmq:5672/"})
+
+
+def test_the_broker_port_is_not_published_by_default_and_the_override_publishes_it():
+    published = [str(p) for p in SERVICES["rabbitmq"].get("ports", [])]
+    assert not [p for p in published if p.split(":")[-1] == "5672"]
+    assert all(p.startswith("127.0.0.1:") for p in published), published
+    override = yaml.load((ROOT / "infra" / "compose" / "publish-broker.yml").read_text(), Loader=PlainLoader)
+    assert [p for p in override["services"]["rabbitmq"]["ports"] if str(p).endswith(":5672:5672")]
+    assert "infra/compose/publish-broker.yml" in COMPOSE_TEXT  # the compose file says how
+
+
+def test_the_file_sink_is_a_volume_the_image_lets_its_user_write():
+    from services.notifications.policy import SETTINGS
+
+    sink = SETTINGS.default("NOTIFY_FILE_SINK_DIR")
+    assert not Path(sink).is_absolute()  # relative to the image's WORKDIR, /app
+    assert f"/app/{sink}" in [str(v).split(":")[1] for v in SERVICES["notifications"]["volumes"]]
+    dockerfile = (ROOT / "infra" / "Dockerfile").read_text()
+    assert "WORKDIR /app" in dockerfile and f"mkdir -p /app/{sink}" in dockerfile
+    assert "chown -R drive /app/var" in dockerfile
