@@ -61,3 +61,7 @@ def test_five_patrons_open_a_stop_and_ride_its_next_visit_then_an_analyst_closes
     assert ("enabled", "threshold", "rule") in [(a["action"], a["reason"], a["decided_by"]) for a in audit]
     still = bibliobus.get("/stops/saint-remy-mairie/manifest", headers=staff).json()["reservations"]
     assert len(still) == 5  # closing keeps serving what is ready for the next visit
+    # Two replicas of each service, their rounds every second: one switch each way, one allocation per reservation.
+    switches = [len(system.tap.of_type(t, stop_id="saint-remy-mairie")) for t in ("stop_enabled", "stop_disabled")]
+    assert switches == [1, 1]
+    assert sorted(e["data"]["reservation_id"] for e in system.tap.of_type("items_allocated")) == sorted(ids)

@@ -1,5 +1,5 @@
-"""`drive check` end to end: the command as ops run it, against the four services as processes (two of them
-inventory replicas), after a burst of reservations cancelled the moment they are placed, and after events lost
+"""`drive check` end to end: the command as ops run it, against the four services as processes (two replicas
+each), after a burst of reservations cancelled the moment they are placed, and after events lost
 on the way (a queue purged while inventory was down), which `--fix` repairs through the normal events."""
 
 import json
@@ -26,8 +26,7 @@ def drive_check(system, *args: str) -> tuple[int, dict]:
 
 
 def start_all(system, token):
-    clients = {name: system.start(name) for name in SERVICES}
-    system.start("inventory")  # a second replica
+    clients = system.start_many({name: {} for name in SERVICES})
     for client in clients.values():
         client.headers = token("staff")
     return clients
@@ -79,10 +78,7 @@ def test_events_lost_while_inventory_was_down_are_found_and_repaired(system, tok
         "patron": "C8001", "pickup_point": "central-adult", "titles": [first["id"]]}).json()["id"]
     system.tap.wait("items_allocated", reservation_id=cancelled)
 
-    for name, client in system.clients:  # inventory goes down, both replicas
-        if name == "inventory":
-            client.process.terminate()
-            client.process.wait(timeout=15)
+    clients["inventory"].stop()  # inventory goes down, both replicas
     assert clients["reservations"].post(f"/reservations/{cancelled}/cancel").status_code == 200
     stuck = clients["reservations"].post("/reservations", json={
         "patron": "C8002", "pickup_point": "central-adult", "titles": [second["id"]]}).json()["id"]

@@ -1,5 +1,6 @@
 """The counter's day end to end: the services as processes, over HTTP and AMQP. Bookings racing for one slot
-across two reservations processes; a selection asked by phone, prepared, booked, "I'm here", handed over."""
+across the two reservations processes; a selection asked by phone, claimed by one of ten members of staff at once,
+prepared, booked, "I'm here", handed over."""
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,8 @@ def seed_ready(url: str, count: int, point: str) -> list[str]:
 
 def test_hundred_bookings_race_for_three_places_across_two_processes(system, token):
     staff = token("staff")
-    replicas = [system.start("reservations"), system.start("reservations")]
+    reservations = system.start("reservations")
+    replicas = reservations.replicas
     for replica in replicas:
         replica.headers = staff
     assert replicas[0].call("PUT", "/pickup-points/central-adult/calendar",
@@ -73,6 +75,16 @@ def test_selection_by_phone_to_hand_over_with_an_appointment(system, token):
     assert asked.status_code == 201 and asked.json()["channel"] == "phone"
     sid = asked.json()["id"]
     system.tap.wait("selection_requested", selection_id=sid)
+    # Ten members of staff take it at once, through both replicas: one gets it (one conditional update).
+    agents = [f"agent-{n}" for n in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        claims = list(pool.map(lambda a: reservations.post(f"/selections/{sid}/claim", headers=token("staff", a)),
+                               agents))
+    assert all(replica.answered for replica in reservations.replicas)
+    won = [a for a, c in zip(agents, claims, strict=True) if c.status_code == 200]
+    assert len(won) == 1 and sorted(c.status_code for c in claims) == [200] + [409] * 9
+    assert all(c.json()["details"]["claimed_by"] == won[0] for c in claims if c.status_code == 409)
+    assert reservations.post(f"/selections/{sid}/release", headers=token("staff", won[0])).status_code == 200
     assert reservations.post(f"/selections/{sid}/claim").status_code == 200
     found = inventory.get("/titles", params={"q": "holm"}).json()["titles"]
     prepared = reservations.post(f"/selections/{sid}/prepare", json={"titles": [t["id"] for t in found]})
