@@ -51,7 +51,8 @@ def test_the_wheel_carries_the_notification_templates(wheel):
 @pytest.mark.time_limit(300)
 def test_the_wheel_carries_every_data_file_and_module(wheel):
     missing = (data_files() | python_files()) - wheel
-    assert "drive-warnings.pth" in wheel  # at the wheel's root: site-packages reads it before any import    assert not missing, sorted(missing)[:10]  # e.g. migrations/versions: no __init__.py, a namespace package
+    assert "drive-warnings.pth" in wheel  # at the wheel's root: site-packages reads it before any import
+    assert not missing, sorted(missing)[:10]  # e.g. migrations/versions: no __init__.py, a namespace package
 
 
 def _name(requirement: str) -> str:
