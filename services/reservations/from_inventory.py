@@ -18,6 +18,7 @@ def record_allocation(session: Session, events: Sequence[dict]) -> None:
     if not lines:
         return
     table, reservations = Line.__table__, Reservation.__table__  # Core, not the ORM's bulk update: less CPU
+    _lock_reservations(session, lines)
     session.execute(update(table).where(*_line_is(lines), table.c.status.in_(domain.WAITING_LINE_STATUSES)).values(
         status="allocated", waitlist_position=None, barcode=_per_line(lines, "barcode"),
         site=_per_line(lines, "site"), shelf_mark=_per_line(lines, "shelf_mark"),
@@ -32,8 +33,17 @@ def record_waiting(session: Session, events: Sequence[dict]) -> None:
     lines = _lines_of(events)
     if lines:
         table = Line.__table__
+        _lock_reservations(session, lines)
         session.execute(update(table).where(*_line_is(lines), table.c.status.in_(domain.WAITLISTABLE_LINE_STATUSES))
                         .values(status="waitlisted", waitlist_position=_per_line(lines, "waitlist_position")))
+
+
+def _lock_reservations(session: Session, lines: dict[str, tuple[str, dict]]) -> None:
+    """Lock the reservations first, in id order, as a cancellation does (reservation, then its lines): lines
+    first here would deadlock against a cancellation holding its reservation, and PostgreSQL would abort it."""
+    reservations = Reservation.__table__
+    session.execute(select(reservations.c.id).where(reservations.c.id.in_({rid for rid, _ in lines.values()}))
+                    .order_by(reservations.c.id).with_for_update())
 
 
 def _lines_of(events: Sequence[dict]) -> dict[str, tuple[str, dict]]:
