@@ -63,7 +63,7 @@ DATABASE = "drive_bench_notifications"
 EXCHANGE, ROUTING_KEY = "reservations.events", "reservation_ready"
 PORT = 18003
 # run_bench's process manager starts a service by its `module:Class`; notifications is not one of its own two.
-run_bench.SERVICE_CLASSES.setdefault("notifications", "services.notifications.service:NotificationsService")
+run_bench.SERVICE_CLASSES.setdefault("notifications", run_bench.ALL_SERVICE_CLASSES["notifications"])
 
 POINTS = [{"id": "central-adult", "name": "Médiathèque centrale — espace adultes", "kind": "counter",
            "site": "central"},

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from services import SERVICE_CLASSES, service_classes
 from services.bibliobus.cli import app as bibliobus_app
 from services.common.api_client import DONE, EXIT_CODES, FINDING, UNREACHABLE, fail, table
 from services.common.settings import amqp_uri
@@ -27,22 +28,11 @@ console = Console()
 err = Console(stderr=True)
 
 SERVICES = {"reservations": 8001, "inventory": 8002, "notifications": 8003, "bibliobus": 8004}
-SERVICE_CLASSES = {"reservations": "services.reservations.service:ReservationsService",
-                   "inventory": "services.inventory.service:InventoryService",
-                   "notifications": "services.notifications.service:NotificationsService",
-                   "bibliobus": "services.bibliobus.service:BibliobusService"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def db_url(service: str) -> str:
     return os.environ.get(f"{service.upper()}_DB_URL") or f"sqlite:///{ROOT / 'var' / f'{service}.db'}"
-
-
-def service_classes() -> list[type]:
-    import importlib
-
-    return [getattr(importlib.import_module(module), cls)
-            for module, _, cls in (target.partition(":") for target in SERVICE_CLASSES.values())]
 
 
 def version_callback(asked: bool) -> None:

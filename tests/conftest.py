@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from services.common.auth import issue_token  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
+from tests.helpers import SmsGateway, smtp_server  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 SERVICES = ("reservations", "inventory", "notifications", "bibliobus")
@@ -26,6 +27,17 @@ def _admin():
 
 def _pg_url(name: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def outside():
+    """What lies outside the system, as real local stand-ins: (the SMTP server's mailbox, its port, the SMS
+    gateway)."""
+    controller, mailbox, port = smtp_server()
+    gateway = SmsGateway()
+    yield mailbox, port, gateway
+    controller.stop()
+    gateway.close()
 
 
 @pytest.fixture(scope="session")

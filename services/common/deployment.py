@@ -135,21 +135,15 @@ def check_setup(values: Mapping[str, Any]) -> None:
 
 # --- ordering on Kubernetes: a service's pods wait (initContainer) until the setup Job has done its part ---------
 
-SERVICE_CLASSES = {"reservations": "services.reservations.service:ReservationsService",
-                   "inventory": "services.inventory.service:InventoryService",
-                   "notifications": "services.notifications.service:NotificationsService",
-                   "bibliobus": "services.bibliobus.service:BibliobusService"}
-
 
 def setup_missing(service: str, db_url: str, config: Mapping[str, Any]) -> list[str]:
     """What `drive setup` has not done yet for this service: its database at the migrations' head, and every
     handler queue of every service declared (the topology is declared last, after all the migrations)."""
-    import importlib
-
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
     from kombu import Connection
 
+    from services import service_classes
     from services.common.database import make_engine
     from services.common.messaging import handler_queues
     from services.common.migrate import alembic_config
@@ -164,10 +158,8 @@ def setup_missing(service: str, db_url: str, config: Mapping[str, Any]) -> list[
         engine.dispose()
     if current != heads:
         missing.append(f"the {service} database is at {sorted(current) or 'no revision'}, not {sorted(heads)}")
-    classes = [getattr(importlib.import_module(module), cls)
-               for module, _, cls in (target.partition(":") for target in SERVICE_CLASSES.values())]
     with Connection(setting(config, "AMQP_URI"), connect_timeout=5) as conn:
-        for service_cls in classes:
+        for service_cls in service_classes():
             for queue in handler_queues(service_cls, dict(config)):
                 try:
                     queue(conn.channel()).queue_declare(passive=True)
@@ -203,6 +195,8 @@ def wait_for_setup(service: str, timeout: float = 600, pause: float = 3) -> int:
 
 if __name__ == "__main__":
     import argparse
+
+    from services import SERVICE_CLASSES
 
     parser = argparse.ArgumentParser(prog="python -m services.common.deployment")
     commands = parser.add_subparsers(dest="command", required=True)

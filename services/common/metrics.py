@@ -115,7 +115,7 @@ class Instruments:
 
     def timer(self, name: str, interval: float) -> None:
         self.timer_interval.labels(self.service, name).set(interval)
-        self.timer_success.labels(self.service, name).set(time.time())
+        self.timer_succeeded(name)  # the container's start stands for the first run until it happens
 
     def timer_succeeded(self, name: str) -> None:
         self.timer_success.labels(self.service, name).set(time.time())
@@ -222,22 +222,20 @@ class ScrapeTimeCollector(Collector):
     def _from_database(self, service: str, database: Any, relay: Any, up: GaugeMetricFamily) -> Iterator[Any]:
         readings: Iterable[Reading] = getattr(self.container.service_cls, "readings", ())
 
+        def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, documentation, labels=["service"])
+            family.add_metric([service], value)
+            return family
+
         def read() -> list[GaugeMetricFamily]:
             families = []
             with database.session() as session, session.begin():
                 if relay is not None:
                     backlog, age = outbox_state(session, relay.outbox_model)
-                    families.append(GaugeMetricFamily("drive_outbox_backlog", "Outbox rows not yet published",
-                                                      labels=["service"]))
-                    families[-1].add_metric([service], backlog)
-                    families.append(GaugeMetricFamily("drive_outbox_oldest_unsent_age_seconds", "Age of the "
-                                                      "oldest unpublished outbox row (0 when none)",
-                                                      labels=["service"]))
-                    families[-1].add_metric([service], age)
-                for reading in readings:
-                    family = GaugeMetricFamily(reading.name, reading.documentation, labels=["service"])
-                    family.add_metric([service], float(reading.read(session)))
-                    families.append(family)
+                    families.append(gauge("drive_outbox_backlog", "Outbox rows not yet published", backlog))
+                    families.append(gauge("drive_outbox_oldest_unsent_age_seconds", "Age of the oldest unpublished "
+                                          "outbox row (0 when none)", age))
+                families.extend(gauge(r.name, r.documentation, float(r.read(session))) for r in readings)
             return families
 
         try:

@@ -25,16 +25,18 @@ class ConfiguredTimer(Timer):
 
     def stop(self) -> None:
         # A tick in progress finishes (its transaction commits or rolls back on its own); no new tick starts.
-        if not self.should_stop.ready():
-            self.should_stop.send(True)
+        self._no_new_tick()
         if self.gt is not None:
             self.gt.wait()
 
     def kill(self) -> None:
-        if not self.should_stop.ready():
-            self.should_stop.send(True)
+        self._no_new_tick()
         if self.gt is not None:
             self.gt.kill()
+
+    def _no_new_tick(self) -> None:
+        if not self.should_stop.ready():  # sent once, however many stops and kills follow
+            self.should_stop.send(True)
 
 
 timer = ConfiguredTimer.decorator

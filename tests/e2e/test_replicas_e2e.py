@@ -10,26 +10,16 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import create_engine, func, insert, select, update
 
 from services.inventory.models import Copy
 from services.reservations.models import Line, Loan, Reservation
 from tests.e2e.helpers import import_catalogue, scalar
-from tests.helpers import SmsGateway, smtp_server, stop_body, wait_for
+from tests.helpers import stop_body, wait_for
 
 EXPIRED, OVERDUE = 40, 20  # reservations past their deadline, loans a reminder step overdue
 COPIES = 30
 ROUND_SECONDS, ROUNDS = 0.5, 8  # the demand rounds' period, and the rounds below the threshold that close a stop
-
-
-@pytest.fixture
-def outside():
-    controller, mailbox, port = smtp_server()
-    gateway = SmsGateway()
-    yield mailbox, port, gateway
-    gateway.close()
-    controller.stop()
 
 
 def ran_meanwhile(service, entrypoint: str, since: datetime, until: datetime) -> list[int]:

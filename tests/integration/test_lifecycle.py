@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,19 @@ ROOT = Path(__file__).resolve().parents[2]
 STOP_WITHIN = 10.0
 
 
+def wait_answering(proc: subprocess.Popen, port: int, name: str, exited: Callable[[], str], timeout: float,
+                   interval: float) -> None:
+    """Until the service on `port` answers /health; `proc` (the service, or `drive up`) exiting first fails."""
+    def healthy() -> bool:
+        assert proc.poll() is None, exited()
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_for(healthy, timeout=timeout, interval=interval, what=f"{name} to answer /health")
+
+
 class Service:
     """One `nameko run` of a service, its output in a file."""
 
@@ -46,14 +60,8 @@ class Service:
                                          cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_healthy(self) -> None:
-        def healthy() -> bool:
-            assert self.proc.poll() is None, f"{self.name} exited:\n{self.output()}"
-            try:
-                return requests.get(f"http://127.0.0.1:{self.port}/health", timeout=5).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(healthy, timeout=60, interval=0.2, what=f"{self.name} to answer /health")
+        wait_answering(self.proc, self.port, self.name, lambda: f"{self.name} exited:\n{self.output()}", timeout=60,
+                       interval=0.2)
         # /health answers as soon as the web server is up; the consumers may still be starting: a real SIGTERM
         # can come then too (the stop waits for the start), but the figures below are about a started service.
         time.sleep(1)
@@ -167,14 +175,7 @@ def test_ctrl_c_on_drive_up_stops_everything_within_10_s(tmp_path, rabbit_config
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         for name, port in ports.items():
-            def healthy(port: int = port) -> bool:
-                assert up.poll() is None, log_path.read_text()
-                try:
-                    return requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
-                except requests.ConnectionError:
-                    return False
-
-            wait_for(healthy, timeout=120, interval=0.3, what=f"{name} to answer /health")
+            wait_answering(up, port, name, log_path.read_text, timeout=120, interval=0.3)
         time.sleep(1)
         banner = log_path.read_text()
         for name, port in ports.items():  # the ports actually used, not the defaults

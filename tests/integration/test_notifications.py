@@ -13,21 +13,12 @@ from services.common.messaging import declare_topology
 from services.common.migrate import upgrade
 from services.notifications.models import ContactRecord, Delivery, Inbox, PolicyState
 from services.notifications.service import NotificationsService
-from tests.helpers import Client, EventTap, SmsGateway, smtp_server, wait_for
+from tests.helpers import Client, EventTap, wait_for
 from tests.integration.helpers import publish
 
 POINT = {"id": "neighbourhood", "name": "Médiathèque de quartier", "kind": "library", "site": "neighbourhood"}
 LINES = [{"line_id": "l1", "title_id": "t1", "title": "La nuit du nord"},
          {"line_id": "l2", "title_id": "t2", "title": "Le phare de minuit"}]
-
-
-@pytest.fixture
-def outside():
-    controller, mailbox, port = smtp_server()
-    gateway = SmsGateway()
-    yield mailbox, port, gateway
-    controller.stop()
-    gateway.close()
 
 
 @pytest.fixture
