@@ -24,6 +24,7 @@ from services.reservations.domain import LinkClosed, ensure_link_open
 RID = "0b5c2f7e-1d3a-4c59-9e7b-2f1a8d6c4e21"
 NOW = datetime(2026, 12, 2, 10, tzinfo=UTC)
 UNTIL = NOW + timedelta(days=10)
+URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 
 
 @dataclass
@@ -48,7 +49,7 @@ def test_short_enough_for_an_sms_and_url_safe():
     for _ in range(50):
         token = reservation_link_token(None, str(uuid.uuid4()), UNTIL)
         assert len(token) <= 52, token
-        assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+        assert set(token) <= set(URL_SAFE)
         assert token.count(".") == 1  # never mistaken for a JWT (three parts)
 
 
@@ -67,7 +68,9 @@ def test_tampered_cut_or_signed_with_another_secret_is_unauthorized():
     other = reservation_link_token(None, "0b5c2f7e-1d3a-4c59-9e7b-2f1a8d6c4e22", UNTIL).split(".")[0]
     later = reservation_link_token(None, RID, UNTIL + timedelta(days=365)).split(".")[0]
     flipped = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1]
-    for bad in (f"{other}.{signature}", f"{later}.{signature}", f"{flipped}.{signature}", token[:-1],
+    # The signature's last character holds 2 bits of it and 4 that decoding drops: every other spelling is refused.
+    respelt = [f"{payload}.{signature[:-1]}{c}" for c in URL_SAFE if c not in (signature[-1], ".")]
+    for bad in (*respelt, f"{other}.{signature}", f"{later}.{signature}", f"{flipped}.{signature}", token[:-1],
                 f"{payload}.", f".{signature}", "x.y", token + "A"):
         with pytest.raises(Unauthorized):
             read_reservation_link(None, bad)
