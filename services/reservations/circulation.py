@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, text, union_all, update
+from sqlalchemy import insert, literal, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from services.common import clock
@@ -43,16 +43,18 @@ def lock_card(session: Session, card: str) -> None:
 def held_materials(session: Session, card: str) -> list[str]:
     """What the card holds, for the quota: one statement, in Core (every placement asks)."""
     lines, reservations = Line.__table__, Reservation.__table__
-    loans, titles = Loan.__table__, CatalogueTitle.__table__
-    reserved = (select(lines.c.material).join(reservations, lines.c.reservation_id == reservations.c.id)
+    loans, titles, selections = Loan.__table__, CatalogueTitle.__table__, Selection.__table__
+    one = literal(1)
+    reserved = (select(lines.c.material, one).join(reservations, lines.c.reservation_id == reservations.c.id)
                 .where(reservations.c.patron == card, reservations.c.status.in_(domain.OPEN_STATUSES),
                        lines.c.status.in_(domain.OPEN_LINE_STATUSES)))
-    on_loan = (select(titles.c.material).join(loans, loans.c.title_id == titles.c.id)
+    on_loan = (select(titles.c.material, one).join(loans, loans.c.title_id == titles.c.id)
                .where(loans.c.patron == card, loans.c.returned_at.is_(None)))
     # A selection asked for and not yet prepared holds its places too (as "selection": no material limit).
-    asked = session.scalars(select(Selection.__table__.c.documents).where(
-        Selection.__table__.c.patron == card, Selection.__table__.c.status.in_(domain.SELECTION_OPEN))).all()
-    return list(session.scalars(union_all(reserved, on_loan))) + ["selection"] * sum(asked)
+    asked = (select(literal("selection"), selections.c.documents)
+             .where(selections.c.patron == card, selections.c.status.in_(domain.SELECTION_OPEN)))
+    return [material for material, count in session.execute(union_all(reserved, on_loan, asked))
+            for _ in range(count)]
 
 
 def place(session: Session, events: Events, policy: Policy, principal: Principal, card: str,
