@@ -62,13 +62,22 @@ def place(session: Session, events: Events, policy: Policy, principal: Principal
     principal.require_card(card)
     if len(set(title_ids)) != len(title_ids):
         raise Invalid("a title appears twice in the reservation", field="titles")
-    point = session.get(PickupPoint, pickup_point_id)
-    if point is None or not point.active:
+    # The point and the titles in one round trip, as rows (not ORM objects): the hot path reads a few columns.
+    points, catalogue = PickupPoint.__table__.c, CatalogueTitle.__table__
+    found = session.execute(
+        select(points.id, points.name, points.kind, points.site, points.active, points.enabled,
+               catalogue.c.id.label("title_id"), catalogue.c.title, catalogue.c.material)
+        .outerjoin(catalogue, catalogue.c.id.in_(title_ids)).where(points.id == pickup_point_id)).all()
+    if not found or not found[0].active:
         raise Invalid(f"unknown pickup point {pickup_point_id!r}", field="pickup_point")
-    stops.lock_for_placement(session, point)
-    catalogue = CatalogueTitle.__table__.c  # rows, not ORM objects: the hot path reads three columns
-    titles = {t.id: t for t in session.execute(select(catalogue.id, catalogue.title, catalogue.material)
-                                                .where(catalogue.id.in_(title_ids)))}
+    first = found[0]
+    if first.kind == stops.STOP:  # its state is read again under the stop's share lock
+        point = session.get_one(PickupPoint, pickup_point_id)
+        stops.lock_for_placement(session, point)
+    else:  # only said in the event and the answer: never added to the session
+        point = PickupPoint(id=first.id, name=first.name, kind=first.kind, site=first.site, active=first.active,
+                            enabled=first.enabled)
+    titles = {t.title_id: t for t in found if t.title_id is not None}
     unknown = [t for t in title_ids if t not in titles]
     if unknown:
         raise Invalid(f"unknown title(s): {', '.join(unknown)}", field="titles", unknown=unknown)
