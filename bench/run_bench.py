@@ -385,7 +385,7 @@ def main() -> int:
 
         figures, measured, baseline = pipeline.measure(
             reservations, inventory, amqp, args.reservations, args.concurrency, args.titles, args.warmup,
-            args.loss_timeout, args.baseline_queue_type, log=log, window=window)
+            args.loss_timeout, args.baseline_queue_type, log=log, window=window, rate=args.rate)
         rss = services.rss()
         for spy in spies:
             spy.wait(args.py_spy + 30)
