@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from services import SERVICE_CLASSES, service_classes
+from services import DATABASES, SERVICE_CLASSES, service_classes
 from services.bibliobus.cli import app as bibliobus_app
 from services.common.api_client import DONE, EXIT_CODES, FINDING, UNREACHABLE, fail, table
 from services.common.settings import amqp_uri
@@ -27,7 +27,7 @@ app.add_typer(bibliobus_app, name="bibliobus")
 console = Console()
 err = Console(stderr=True)
 
-SERVICES = {"reservations": 8001, "inventory": 8002, "notifications": 8003, "bibliobus": 8004}
+SERVICES = {"reservations": 8001, "inventory": 8002, "notifications": 8003, "bibliobus": 8004, "web": 8005}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -67,7 +67,7 @@ def migrate_all() -> None:
     from services.common.migrate import upgrade
 
     (ROOT / "var").mkdir(exist_ok=True)
-    for service in SERVICES:
+    for service in DATABASES:
         try:
             upgrade(service, db_url(service))
         except Exception as exc:
@@ -81,11 +81,11 @@ def setup() -> None:
     from services.common.deployment import check_setup
     from services.common.messaging import declare_topology
 
-    check_setup({"AMQP_URI": amqp_uri(), **{f"{s.upper()}_DB_URL": db_url(s) for s in SERVICES}})
+    check_setup({"AMQP_URI": amqp_uri(), **{f"{s.upper()}_DB_URL": db_url(s) for s in DATABASES}})
     check_broker()
     migrate_all()
     queues = declare_topology(service_classes(), {"AMQP_URI": amqp_uri()})
-    console.print(f"migrated {len(SERVICES)} databases, declared {len(queues)} handler queues")
+    console.print(f"migrated {len(DATABASES)} databases, declared {len(queues)} handler queues")
 
 
 @app.command("demo-data")
@@ -208,7 +208,7 @@ def up(demo: bool = typer.Option(True, help="load demo data when the catalogue i
     else:
         setup()
     env = dict(os.environ)
-    for service in SERVICES:
+    for service in DATABASES:
         env.setdefault(f"{service.upper()}_DB_URL", db_url(service))
     addresses = {name: listen_address(name, env) for name in SERVICES}
     stop = _Stop()

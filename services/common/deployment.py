@@ -5,6 +5,7 @@ The rule (`unsafe_settings`) is a plain function of the values; `DeploymentGuard
 service's container (before anything connects), and `drive setup` calls `refusal` itself. Outside dev:
 - JWT_SECRET must not be empty, the embedded default, or shorter than 32 characters (HS256 wants a 256-bit key),
   unless JWT_JWKS_URL is set (tokens are then checked with the identity provider's keys);
+- WEB_SESSION_SECRET (the web service's cookie and CSRF key) likewise: not the embedded default, 32 characters;
 - the broker URI must carry a password that is not a well-known default (guest, drive);
 - a database URL must be PostgreSQL with a password that is not a well-known default (drive, postgres). SQLite is
   the embedded default's database: one file on one machine, which replicas cannot share and nobody backs up, so
@@ -24,6 +25,7 @@ log = logging.getLogger("drive.deployment")
 
 DEV = "dev"
 DEV_JWT_SECRET: str = COMMON.default("JWT_SECRET")
+DEV_SESSION_SECRET = "drive-embedded-dev-session-secret-change-me"  # the web service's WEB_SESSION_SECRET default
 MIN_SECRET_LENGTH = 32
 DEFAULT_BROKER_PASSWORDS = frozenset({"guest", "drive"})
 DEFAULT_DATABASE_PASSWORDS = frozenset({"drive", "postgres"})
@@ -55,7 +57,8 @@ def _database_problem(key: str, url: str) -> str | None:
 def unsafe_settings(values: Mapping[str, Any]) -> list[str]:
     """What in these resolved settings must not run outside dev, one short item each (what, then how to fix).
 
-    Reads the keys present: JWT_SECRET (with JWT_JWKS_URL), AMQP_URI, DB_URL and every `*_DB_URL`."""
+    Reads the keys present: JWT_SECRET (with JWT_JWKS_URL), AMQP_URI, DB_URL and every `*_DB_URL`,
+    WEB_SESSION_SECRET (the web service's cookies)."""
     problems = []
     if "JWT_SECRET" in values and not values.get("JWT_JWKS_URL"):
         secret = values.get("JWT_SECRET") or ""
@@ -72,10 +75,18 @@ def unsafe_settings(values: Mapping[str, Any]) -> list[str]:
             problems.append("AMQP_URI has no password: set the broker user's password in the URI")
         elif password in DEFAULT_BROKER_PASSWORDS:
             problems.append(f"AMQP_URI uses the well-known password {password!r}: set the broker user's own password")
-    for key in sorted(k for k in values if k == "DB_URL" or k.endswith("_DB_URL")):
+    # A service without a database (web) has no DB_URL at all: nothing to check there.
+    for key in sorted(k for k in values if (k == "DB_URL" or k.endswith("_DB_URL")) and values[k] is not None):
         problem = _database_problem(key, str(values.get(key) or ""))
         if problem:
             problems.append(problem)
+    session_secret = values.get("WEB_SESSION_SECRET")  # None in a service that does not sign cookies
+    if session_secret is not None:
+        fix = "set WEB_SESSION_SECRET to a random secret (openssl rand -hex 32)"
+        if session_secret == DEV_SESSION_SECRET:
+            problems.append(f"WEB_SESSION_SECRET is the embedded development secret: {fix}")
+        elif len(str(session_secret)) < MIN_SECRET_LENGTH:
+            problems.append(f"WEB_SESSION_SECRET is shorter than {MIN_SECRET_LENGTH} characters: {fix}")
     return problems
 
 
@@ -99,7 +110,8 @@ def dev_warning(values: Mapping[str, Any]) -> str | None:
 
 def service_values(config: Mapping[str, Any]) -> dict[str, Any]:
     """The settings a service runs on, resolved as it reads them (config first, the environment, the default)."""
-    return {key: setting(config, key) for key in ("JWT_SECRET", "JWT_JWKS_URL", "AMQP_URI", "DB_URL")}
+    return {key: setting(config, key) for key in ("JWT_SECRET", "JWT_JWKS_URL", "AMQP_URI", "DB_URL",
+                                                  "WEB_SESSION_SECRET")}
 
 
 def check_start(values: Mapping[str, Any], environment: str | None, who: str) -> None:
@@ -138,26 +150,28 @@ def check_setup(values: Mapping[str, Any]) -> None:
 
 def setup_missing(service: str, db_url: str, config: Mapping[str, Any]) -> list[str]:
     """What `drive setup` has not done yet for this service: its database at the migrations' head, and every
-    handler queue of every service declared (the topology is declared last, after all the migrations)."""
+    handler queue of every service declared (the topology is declared last, after all the migrations). A service
+    without a database (web) waits for the queues alone."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
     from kombu import Connection
 
-    from services import service_classes
+    from services import DATABASES, service_classes
     from services.common.database import make_engine
     from services.common.messaging import handler_queues
     from services.common.migrate import alembic_config
 
     missing = []
-    heads = set(ScriptDirectory.from_config(alembic_config(service, db_url)).get_heads())
-    engine = make_engine(db_url, pool_size=1)
-    try:
-        with engine.connect() as connection:
-            current = set(MigrationContext.configure(connection).get_current_heads())
-    finally:
-        engine.dispose()
-    if current != heads:
-        missing.append(f"the {service} database is at {sorted(current) or 'no revision'}, not {sorted(heads)}")
+    if service in DATABASES:
+        heads = set(ScriptDirectory.from_config(alembic_config(service, db_url)).get_heads())
+        engine = make_engine(db_url, pool_size=1)
+        try:
+            with engine.connect() as connection:
+                current = set(MigrationContext.configure(connection).get_current_heads())
+        finally:
+            engine.dispose()
+        if current != heads:
+            missing.append(f"the {service} database is at {sorted(current) or 'no revision'}, not {sorted(heads)}")
     with Connection(setting(config, "AMQP_URI"), connect_timeout=5) as conn:
         for service_cls in service_classes():
             for queue in handler_queues(service_cls, dict(config)):

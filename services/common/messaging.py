@@ -13,7 +13,7 @@ from typing import Any
 import eventlet
 from kombu import Connection, Exchange, Queue
 from marshmallow import ValidationError
-from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
+from nameko.events import BROADCAST, SERVICE_POOL, EventHandler, get_event_exchange
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from nameko.messaging import QueueConsumer
 
@@ -125,6 +125,28 @@ class ReliableEventHandler(EventHandler):
 
 
 event_handler = ReliableEventHandler.decorator
+
+
+class BroadcastEventHandler(EventHandler):
+    """`@broadcast_handler(source, type)`: every process of the service hears every event, on a queue of its own
+    (exclusive, deleted with its connection), and the method receives the validated `Event`. For what a process
+    keeps in memory only (the web service's open streams), never for effects: a process that is down misses what
+    was said meanwhile, and whatever it feeds must heal itself from the APIs (a board re-fetches on reconnect)."""
+
+    def __init__(self, source_service: str, event_type: str, **kwargs: Any) -> None:
+        super().__init__(source_service, event_type, handler_type=BROADCAST, reliable_delivery=False, **kwargs)
+
+    def handle_message(self, body: Any, message: Any) -> None:
+        try:
+            event = REGISTRY.read(body)
+        except PermanentFailure as exc:  # nothing to retry on a queue of one process: dropped, and said so
+            log.warning("dropping malformed broadcast", extra={"reason": str(exc), "event_type": self.event_type})
+            self.queue_consumer.ack_message(message)
+            return
+        super().handle_message(event, message)
+
+
+broadcast_handler = BroadcastEventHandler.decorator
 
 
 def attempt_of(message: Any) -> int:
