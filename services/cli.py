@@ -143,10 +143,10 @@ def token(role: str = typer.Option("staff", help="patron, staff, analyst or ops"
     for the other commands. With an identity provider (JWT_JWKS_URL), use
     its tokens instead.
     """
-    from services.common.auth import ROLES, issue_token
+    from services.common.auth import TOKEN_ROLES, issue_token
 
-    if role not in ROLES:
-        fail(f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
+    if role not in TOKEN_ROLES:
+        fail(f"unknown role {role!r}", f"use one of {', '.join(TOKEN_ROLES)}")
     if role == "patron" and not card:
         fail("a patron token needs a card number", "add --card N")
     if role == "patron" and name:

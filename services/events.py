@@ -277,6 +277,13 @@ class PatronArrived(Schema):
     signalled_by = fields.String(required=True, validate=validate.OneOf(("patron", "staff")))
 
 
+class ReservationClaim(Schema):
+    reservation_id = fields.String(required=True)
+    pickup_point = fields.Nested(PickupPointRef, required=True)
+    claimed_by = fields.String(required=True, metadata={"description": "the member of staff who took it (claimed) "
+                                                                       "or had it (released)"})
+
+
 for _type, _schema, _summary, *_version in [
     ("reservation_placed", ReservationPlaced, "A patron (or staff for them) reserved titles at a pickup point.", 4),
     ("reservation_cancelled", ReservationCancelled, "The patron or staff cancelled before collection.", 3),
@@ -300,6 +307,10 @@ for _type, _schema, _summary, *_version in [
     ("pickup_slot_cancelled", SlotCancelled, "An appointment was given back: cancelled, moved, or its "
                                              "reservation closed.", 2),
     ("patron_arrived", PatronArrived, "The patron is outside the counter, waiting for the hand-over.", 2),
+    ("reservation_claimed", ReservationClaim, "A member of staff is preparing this reservation (the others "
+                                              "leave it to them).", 1),
+    ("reservation_released", ReservationClaim, "The member of staff preparing a reservation stopped: another may "
+                                               "take it.", 1),
 ]:
     REGISTRY.register("reservations", _type, _schema, _summary, *_version)
 

@@ -13,7 +13,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _HOMES = {
-    "auth": ("ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "ROLES", "STAFF", "TEAM", "Principal"),
+    "auth": ("ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM",
+             "Principal"),
     "batching": ("batch_event_handler", "first_deliveries", "once_each"),
     "clock": ("now",),
     "correlation": ("caused_by",),
@@ -31,7 +32,7 @@ _HOMES = {
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [  # the same names as _HOMES (tests/unit/test_common_kit.py checks it), literally for the linters
-    "ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "ROLES", "STAFF", "TEAM", "Principal",
+    "ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM", "Principal",
     "batch_event_handler", "first_deliveries", "once_each", "now", "caused_by", "Database", "insert_new", "is_postgres",
     "Event",
     "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "broadcast_handler", "event_handler", "Events", "OutboxRelay",
@@ -47,7 +48,17 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # what the type checker sees: the same names, eagerly
-    from services.common.auth import ANALYST, ANYONE, OPS, PATRON_OR_STAFF, ROLES, STAFF, TEAM, Principal
+    from services.common.auth import (
+        ANALYST,
+        ANYONE,
+        OPS,
+        PATRON_OR_STAFF,
+        PATRON_STAFF_OR_LINK,
+        ROLES,
+        STAFF,
+        TEAM,
+        Principal,
+    )
     from services.common.batching import batch_event_handler, first_deliveries, once_each
     from services.common.clock import now
     from services.common.correlation import caused_by

@@ -5,7 +5,9 @@ The rule (`unsafe_settings`) is a plain function of the values; `DeploymentGuard
 service's container (before anything connects), and `drive setup` calls `refusal` itself. Outside dev:
 - JWT_SECRET must not be empty, the embedded default, or shorter than 32 characters (HS256 wants a 256-bit key),
   unless JWT_JWKS_URL is set (tokens are then checked with the identity provider's keys);
-- WEB_SESSION_SECRET (the web service's cookie and CSRF key) likewise: not the embedded default, 32 characters;
+- PATRON_LINK_SECRET the same (not empty, not the embedded default, 32 characters at least), JWKS or not: anyone who
+  knows it can forge the link of a ready message, for any reservation;
+- WEB_SESSION_SECRET (the web service's cookie and CSRF key) the same, in the web service;
 - the broker URI must carry a password that is not a well-known default (guest, drive);
 - a database URL must be PostgreSQL with a password that is not a well-known default (drive, postgres). SQLite is
   the embedded default's database: one file on one machine, which replicas cannot share and nobody backs up, so
@@ -25,6 +27,7 @@ log = logging.getLogger("drive.deployment")
 
 DEV = "dev"
 DEV_JWT_SECRET: str = COMMON.default("JWT_SECRET")
+DEV_LINK_SECRET: str = COMMON.default("PATRON_LINK_SECRET")
 DEV_SESSION_SECRET = "drive-embedded-dev-session-secret-change-me"  # the web service's WEB_SESSION_SECRET default
 MIN_SECRET_LENGTH = 32
 DEFAULT_BROKER_PASSWORDS = frozenset({"guest", "drive"})
@@ -54,21 +57,36 @@ def _database_problem(key: str, url: str) -> str | None:
     return None
 
 
+def _secret_problem(key: str, secret: str, dev_secret: str, fix: str) -> str | None:
+    if secret == dev_secret:
+        return f"{key} is the embedded development secret: {fix}"
+    if not secret:
+        return f"{key} is empty: {fix}"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"{key} is shorter than {MIN_SECRET_LENGTH} characters: {fix}"
+    return None
+
+
 def unsafe_settings(values: Mapping[str, Any]) -> list[str]:
     """What in these resolved settings must not run outside dev, one short item each (what, then how to fix).
 
-    Reads the keys present: JWT_SECRET (with JWT_JWKS_URL), AMQP_URI, DB_URL and every `*_DB_URL`,
-    WEB_SESSION_SECRET (the web service's cookies)."""
+    Reads the keys present: JWT_SECRET (with JWT_JWKS_URL), PATRON_LINK_SECRET, AMQP_URI, DB_URL and every
+    `*_DB_URL`, WEB_SESSION_SECRET (None in a service that signs no cookie)."""
     problems = []
+    secrets = []
     if "JWT_SECRET" in values and not values.get("JWT_JWKS_URL"):
-        secret = values.get("JWT_SECRET") or ""
-        fix = "set JWT_SECRET to a random secret (openssl rand -hex 32) or JWT_JWKS_URL"
-        if secret == DEV_JWT_SECRET:
-            problems.append(f"JWT_SECRET is the embedded development secret: {fix}")
-        elif not secret:
-            problems.append(f"JWT_SECRET is empty: {fix}")
-        elif len(secret) < MIN_SECRET_LENGTH:
-            problems.append(f"JWT_SECRET is shorter than {MIN_SECRET_LENGTH} characters: {fix}")
+        secrets.append(("JWT_SECRET", DEV_JWT_SECRET, "set JWT_SECRET to a random secret (openssl rand -hex 32) or "
+                                                      "JWT_JWKS_URL"))
+    if "PATRON_LINK_SECRET" in values:
+        secrets.append(("PATRON_LINK_SECRET", DEV_LINK_SECRET,
+                        "set PATRON_LINK_SECRET to a random secret (openssl rand -hex 32)"))
+    if values.get("WEB_SESSION_SECRET") is not None:
+        secrets.append(("WEB_SESSION_SECRET", DEV_SESSION_SECRET,
+                        "set WEB_SESSION_SECRET to a random secret (openssl rand -hex 32)"))
+    for key, dev_secret, fix in secrets:
+        problem = _secret_problem(key, values.get(key) or "", dev_secret, fix)
+        if problem:
+            problems.append(problem)
     if "AMQP_URI" in values:
         password = _password(str(values.get("AMQP_URI") or ""))
         if not password:
@@ -80,13 +98,6 @@ def unsafe_settings(values: Mapping[str, Any]) -> list[str]:
         problem = _database_problem(key, str(values.get(key) or ""))
         if problem:
             problems.append(problem)
-    session_secret = values.get("WEB_SESSION_SECRET")  # None in a service that does not sign cookies
-    if session_secret is not None:
-        fix = "set WEB_SESSION_SECRET to a random secret (openssl rand -hex 32)"
-        if session_secret == DEV_SESSION_SECRET:
-            problems.append(f"WEB_SESSION_SECRET is the embedded development secret: {fix}")
-        elif len(str(session_secret)) < MIN_SECRET_LENGTH:
-            problems.append(f"WEB_SESSION_SECRET is shorter than {MIN_SECRET_LENGTH} characters: {fix}")
     return problems
 
 
@@ -110,8 +121,8 @@ def dev_warning(values: Mapping[str, Any]) -> str | None:
 
 def service_values(config: Mapping[str, Any]) -> dict[str, Any]:
     """The settings a service runs on, resolved as it reads them (config first, the environment, the default)."""
-    return {key: setting(config, key) for key in ("JWT_SECRET", "JWT_JWKS_URL", "AMQP_URI", "DB_URL",
-                                                  "WEB_SESSION_SECRET")}
+    return {key: setting(config, key) for key in ("JWT_SECRET", "JWT_JWKS_URL", "PATRON_LINK_SECRET", "AMQP_URI",
+                                                  "DB_URL", "WEB_SESSION_SECRET")}
 
 
 def check_start(values: Mapping[str, Any], environment: str | None, who: str) -> None:

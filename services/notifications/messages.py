@@ -3,14 +3,18 @@ Templates ship in `templates/<language>/<event>.<channel>.j2` (an e-mail's first
 named by NOTIFY_TEMPLATES_DIR, laid out the same way, overrides any of them without touching code."""
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, pass_context
+from jinja2.runtime import Context
 
+from services.common.auth import reservation_link_token
+from services.common.settings import COMMON
 from services.notifications.domain import fit_sms, gsm_friendly
 
 SHIPPED = Path(__file__).resolve().parent / "templates"
@@ -18,7 +22,10 @@ LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 # babel patterns: French writes a time of day "10 h 15"
 MOMENT = {"fr": "EEEE d MMMM 'à' H 'h' mm", "en": "EEEE d MMMM 'at' HH:mm"}
 CLOCK = {"fr": "H 'h' mm", "en": "HH:mm"}
-PATRON_APP_URL = "https://drive.example-bibliotheque.fr"
+PATRON_APP_URL = COMMON.default("WEB_URL")  # the patron's page is the web service's (`/r`)
+# The link outlives the deadline the message states by this much: reservations judges the current deadline and
+# state at each use, and a closure may have moved the deadline later since the message went.
+LINK_GRACE = timedelta(days=7)
 PASSED_ON = ("reservation_id", "documents", "outcome", "starts_at", "ends_at", "moved_from", "reason")
 
 
@@ -44,12 +51,14 @@ def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
 
 class Templates:
     def __init__(self, override_dir: str | None = None, zone: str = "Europe/Paris",
-                 patron_app_url: str = PATRON_APP_URL) -> None:
+                 patron_app_url: str = PATRON_APP_URL,
+                 link_token: Callable[[str, datetime], str] = partial(reservation_link_token, None)) -> None:
         loaders = [FileSystemLoader(override_dir)] if override_dir else []
         self.env = Environment(loader=ChoiceLoader([*loaders, FileSystemLoader(str(SHIPPED))]),
                                undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
         self.zone = ZoneInfo(zone)
         self.app_url = patron_app_url.rstrip("/")
+        self.link_token = link_token
         self.env.filters["when"] = self._when
         self.env.filters["clock"] = self._clock
         self.env.filters["day"] = self._day
@@ -64,9 +73,13 @@ class Templates:
     def _clock(self, value: Any, language: str) -> str:
         return format_datetime(self._moment(value), CLOCK[language], tzinfo=self.zone, locale=LOCALES[language])
 
-    def _arrival_link(self, reservation_id: str) -> str:
-        """Where the patron, outside the counter, says "I'm here" (the patron app; reservations hears it)."""
-        return f"{self.app_url}/reservations/{reservation_id}/arrived"
+    @pass_context
+    def _arrival_link(self, context: Context, reservation_id: str) -> str:
+        """The patron's page of this reservation (where, until when, the slot, "I'm here"), opened without a login:
+        the signed token in the fragment, which browsers never send to a server, so no log ever holds it."""
+        deadline = context.get("deadline")
+        until = (self._moment(deadline) if deadline else datetime.now(UTC)) + LINK_GRACE
+        return f"{self.app_url}/r#{self.link_token(reservation_id, until)}"
 
     def _day(self, value: Any, language: str) -> str:
         local = self._moment(value).astimezone(self.zone)

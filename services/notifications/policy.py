@@ -1,11 +1,13 @@
 """Notifications' configuration: channels, templates, quiet hours, attempts — read once, in setup()."""
 
+from functools import partial
 from typing import Any
 
+from services.common.auth import reservation_link_token
 from services.common.settings import Setting, Settings, setting
 from services.notifications.channels import Channel, build_channels
 from services.notifications.domain import QuietHours, parse_clock
-from services.notifications.messages import PATRON_APP_URL, Templates
+from services.notifications.messages import Templates
 
 SETTINGS = Settings(
     "notifications",
@@ -19,7 +21,8 @@ SETTINGS = Settings(
     Setting("SMS_GATEWAY_TOKEN", None, str, "the SMS gateway's bearer token"),
     Setting("NOTIFY_FILE_SINK_DIR", "var/messages", str, "where the file sink writes messages"),
     Setting("NOTIFY_TEMPLATES_DIR", None, str, "templates that replace the embedded ones, by name"),
-    Setting("PATRON_APP_URL", PATRON_APP_URL, str, "the patron app: the ready message links to its “I'm here” page"),
+    Setting("PATRON_APP_URL", None, str,
+            "the patron's page: the ready message links to it (`/r#<token>`); unset, the web service's (WEB_URL)"),
     Setting("NOTIFY_TIMEZONE", "Europe/Paris", str, "the zone of the times messages show"),
     Setting("SMS_QUIET_START", "20:00", str, "no SMS from this local time…"),
     Setting("SMS_QUIET_END", "08:00", str, "…until this one"),
@@ -39,7 +42,8 @@ class PostOffice:
         self.quiet = QuietHours(parse_clock(setting(config, "SMS_QUIET_START")),
                                 parse_clock(setting(config, "SMS_QUIET_END")), self.zone)
         self.templates = Templates(setting(config, "NOTIFY_TEMPLATES_DIR"), self.zone,
-                                   setting(config, "PATRON_APP_URL"))
+                                   setting(config, "PATRON_APP_URL") or setting(config, "WEB_URL"),
+                                   partial(reservation_link_token, config))
         self.channels: dict[str, Channel] = build_channels(config)
         self.max_attempts = setting(config, "NOTIFY_MAX_ATTEMPTS")
         self.retry_base_seconds = setting(config, "NOTIFY_RETRY_BASE_SECONDS")

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select, text, union_all, update
 from sqlalchemy.orm import Session
 
+from services.common import clock
 from services.common.auth import Principal
 from services.common.database import is_postgres
 from services.common.errors import Invalid, NotFound
 from services.common.relay import Events
-from services.reservations import appointments, domain, stops
+from services.reservations import appointments, claims, domain, stops
 from services.reservations.continuity import Suspension
 from services.reservations.models import CatalogueTitle, Line, Loan, PickupPoint, Reservation, Selection
 from services.reservations.pickup_points import calendar_of, calendar_per_point
@@ -27,7 +28,9 @@ def find(session: Session, reservation_id: str, principal: Principal, lock: bool
     reservation = session.scalars(query.with_for_update(of=Reservation) if lock else query).first()
     if reservation is None:
         raise NotFound(f"no reservation {reservation_id}", reservation_id=reservation_id)
-    principal.require_card(reservation.patron)
+    principal.require_reservation(reservation)
+    if principal.is_link:
+        domain.ensure_link_open(reservation.status, reservation.pickup_deadline, clock.now())
     return reservation
 
 
@@ -121,6 +124,33 @@ def make_ready(session: Session, events: Events, policy: Policy, reservation: Re
         "reservation_id": reservation.id, "patron": reservation.patron,
         "pickup_point": point_ref(reservation.pickup_point), "pickup_deadline": reservation.pickup_deadline,
         "lines": [line_ref(ln) for ln in reservation.lines if ln.status == "allocated"], "visit": visit})
+
+
+def claim(session: Session, events: Events, reservation_id: str, principal: Principal,
+          now: datetime) -> Reservation:
+    """Staff take a reservation to prepare (`claims.claim`); the staff apps hear it, unless it was theirs already."""
+    reservation = find(session, reservation_id, principal, lock=True)
+    held_by = reservation.claimed_by
+    claims.claim(session, Reservation, reservation_id, principal, now, domain.TO_PREPARE)
+    session.refresh(reservation)
+    if held_by != principal.subject:
+        events.publish(session, "reservation_claimed", claim_of(reservation, principal.subject))
+    return reservation
+
+
+def release(session: Session, events: Events, reservation_id: str, principal: Principal) -> Reservation:
+    """Staff stop preparing it (`claims.release`); the staff apps hear it, if anyone had it."""
+    reservation = find(session, reservation_id, principal, lock=True)
+    held_by = reservation.claimed_by
+    claims.release(session, Reservation, reservation_id, principal)
+    session.refresh(reservation)
+    if held_by is not None:
+        events.publish(session, "reservation_released", claim_of(reservation, held_by))
+    return reservation
+
+
+def claim_of(reservation: Reservation, by: str) -> dict:
+    return {"reservation_id": reservation.id, "pickup_point": point_ref(reservation.pickup_point), "claimed_by": by}
 
 
 def collect(session: Session, events: Events, policy: Policy, reservation: Reservation, now: datetime) -> None:

@@ -173,6 +173,20 @@ def ensure_can_arrive(status: str) -> None:
         raise Conflict(f"a reservation that is {status} has nothing to hand over", status=status)
 
 
+class LinkClosed(Conflict):
+    code = "link_closed"
+
+
+def ensure_link_open(status: str, pickup_deadline: datetime | None, now: datetime) -> None:
+    """A patron link opens its reservation while it waits to be collected: not once it is closed, nor past its
+    pickup deadline (the current one: a closure may have moved it since the message was sent)."""
+    if status not in OPEN_STATUSES:
+        raise LinkClosed(f"this reservation is {status}: its link no longer opens it", status=status)
+    if pickup_deadline is not None and pickup_deadline < now:
+        raise LinkClosed(f"this reservation waited until {pickup_deadline.isoformat()}: its link no longer opens it",
+                         status=status, pickup_deadline=pickup_deadline.isoformat())
+
+
 def arrival_is_news(previous: datetime | None, now: datetime, tz: tzinfo) -> bool:
     """Said twice the same local day, it is one arrival."""
     return previous is None or previous.astimezone(tz).date() != now.astimezone(tz).date()

@@ -9,6 +9,7 @@ from services.common import (
     ANYONE,
     OPS,
     PATRON_OR_STAFF,
+    PATRON_STAFF_OR_LINK,
     STAFF,
     TEAM,
     Configured,
@@ -38,7 +39,7 @@ from services.reservations import (
     suspensions,
     views,
 )
-from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Reservation, Selection
+from services.reservations.models import Base, Inbox, Outbox, PickupPoint, Selection
 from services.reservations.policy import Policy
 from services.reservations.schemas import (
     PATH_IDS,
@@ -99,11 +100,11 @@ class ReservationsService(DriveService):
                                      body["pickup_point"], body["titles"], channel)
             return views.reservation_view(reservation)
 
-    @route("GET", "/reservations/<reservation_id>", roles=PATRON_OR_STAFF, response=ReservationSchema,
-           summary="A reservation with its lines and their copies")
+    @route("GET", "/reservations/<reservation_id>", roles=PATRON_STAFF_OR_LINK, response=ReservationSchema,
+           summary="A reservation with its lines and their copies (with its patron link: without the card)")
     def get_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            return views.reservation_view(circulation.find(self.db, reservation_id, principal))
+            return views.reservation_view_for(principal, circulation.find(self.db, reservation_id, principal))
 
     @route("POST", "/reservations/<reservation_id>/ready", roles=STAFF, body=ReadySchema, optional_body=True,
            response=ReservationSchema, summary="Prepared: waiting on the hold shelf until the pickup deadline "
@@ -219,7 +220,7 @@ class ReservationsService(DriveService):
             point = pickup_points.pickup_point(self.db, point_id)
             return appointments.slots(self.db, point, self.policy, query["first"], query["last"], now())
 
-    @route("PUT", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, body=BookSlotSchema,
+    @route("PUT", "/reservations/<reservation_id>/appointment", roles=PATRON_STAFF_OR_LINK, body=BookSlotSchema,
            response=AppointmentSchema, summary="Book a slot to collect a ready reservation, or move the booking")
     def book_slot(self, request, principal, reservation_id, body):
         with self.db.begin():
@@ -227,13 +228,13 @@ class ReservationsService(DriveService):
             return appointments.book(self.db, self.outbox, self.policy, principal, reservation, body["starts_at"],
                                      now())
 
-    @route("GET", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF, response=AppointmentSchema,
-           summary="The slot booked to collect a reservation")
+    @route("GET", "/reservations/<reservation_id>/appointment", roles=PATRON_STAFF_OR_LINK,
+           response=AppointmentSchema, summary="The slot booked to collect a reservation")
     def get_appointment(self, request, principal, reservation_id):
         with self.db.begin():
             return appointments.appointment_of(self.db, circulation.find(self.db, reservation_id, principal))
 
-    @route("DELETE", "/reservations/<reservation_id>/appointment", roles=PATRON_OR_STAFF,
+    @route("DELETE", "/reservations/<reservation_id>/appointment", roles=PATRON_STAFF_OR_LINK,
            response=AppointmentSchema, summary="Give the slot back (the reservation still waits until its deadline)")
     def cancel_slot(self, request, principal, reservation_id):
         with self.db.begin():
@@ -258,23 +259,22 @@ class ReservationsService(DriveService):
            summary="I am preparing this one (409 if another member of staff is)")
     def claim_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            claims.claim(self.db, Reservation, reservation_id, principal, now(), domain.TO_PREPARE)
-            return views.reservation_view(circulation.find(self.db, reservation_id, principal))
+            return views.reservation_view(circulation.claim(self.db, self.outbox, reservation_id, principal, now()))
 
     @route("POST", "/reservations/<reservation_id>/release", roles=STAFF, response=ReservationSchema,
            summary="Stop preparing it: another member of staff may take it")
     def release_reservation(self, request, principal, reservation_id):
         with self.db.begin():
-            claims.release(self.db, Reservation, reservation_id, principal)
-            return views.reservation_view(circulation.find(self.db, reservation_id, principal))
+            return views.reservation_view(circulation.release(self.db, self.outbox, reservation_id, principal))
 
-    @route("POST", "/reservations/<reservation_id>/arrived", roles=PATRON_OR_STAFF, response=ReservationSchema,
+    @route("POST", "/reservations/<reservation_id>/arrived", roles=PATRON_STAFF_OR_LINK,
+           response=ReservationSchema,
            summary="\"I'm here\": the patron waits outside the counter (patron_arrived tells the staff app)")
     def patron_arrived(self, request, principal, reservation_id):
         with self.db.begin():
             reservation = circulation.find(self.db, reservation_id, principal, lock=True)
             appointments.arrived(self.db, self.outbox, self.policy, principal, reservation, now())
-            return views.reservation_view(reservation)
+            return views.reservation_view_for(principal, reservation)
 
     # --- selections: prepared by staff from a patron's tastes --------------------------------------------
 

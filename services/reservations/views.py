@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.common.auth import Principal
 from services.common.errors import NotFound
 from services.reservations import domain, suspensions
 from services.reservations.circulation import point_ref
@@ -33,6 +34,19 @@ def reservation_view(reservation: Reservation) -> dict:
                    "needs_transfer": ln.needs_transfer, "waitlist_position": ln.waitlist_position}
                   for ln in reservation.lines],
     }
+
+
+# What a patron link does not show: the card (the link may be forwarded, an SMS read over a shoulder), and the
+# member of staff preparing it. The rest is what the ready message said, and the reservation's state.
+HIDDEN_FROM_LINKS = ("patron", "claimed_by")
+
+
+def reservation_view_for(principal: Principal, reservation: Reservation) -> dict:
+    view = reservation_view(reservation)
+    if principal.is_link:
+        for key in HIDDEN_FROM_LINKS:
+            del view[key]
+    return view
 
 
 def patron_reservations(session: Session, card: str) -> list[dict]:

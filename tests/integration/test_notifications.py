@@ -1,5 +1,6 @@
 """Notifications against the real broker and PostgreSQL, a real SMTP server and an SMS gateway on loopback."""
 
+import re
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -9,6 +10,7 @@ from nameko.testing.utils import find_free_port
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
+from services.common.auth import read_reservation_link
 from services.common.messaging import declare_topology
 from services.common.migrate import upgrade
 from services.notifications.models import ContactRecord, Delivery, Inbox, PolicyState
@@ -341,19 +343,22 @@ def test_only_slots_the_library_gave_back_are_announced(post_office):
         wait_for(lambda: len(post_office.mailbox.messages) > 2, timeout=1)
 
 
-def test_the_ready_message_links_to_the_i_am_here_page(post_office):
+def test_the_ready_message_links_to_the_patron_page_with_a_token_for_its_reservation(post_office):
     api = post_office.start(PATRON_APP_URL="https://app.example.org/")
     api.call("PUT", "/patrons/C18/contact", json={"email": "c18@example.org", "language": "en"})
     api.call("PUT", "/patrons/C19/contact", json={"phone": "0612345670", "preferred_channel": "sms",
                                                   "sms_consent": True})
+    deadline = datetime.now(UTC) + timedelta(days=10)
     with time_machine.travel(tomorrow_at(10), tick=True):
-        publish(post_office.amqp, "reservations", "reservation_ready", ready("C18", "r18"))
-        publish(post_office.amqp, "reservations", "reservation_ready", ready("C19", "r19"))
+        publish(post_office.amqp, "reservations", "reservation_ready", ready("C18", "r18", deadline))
+        publish(post_office.amqp, "reservations", "reservation_ready", ready("C19", "r19", deadline))
         post_office.tap.wait("notification_sent", count=2)
-    assert "tell us you have arrived: https://app.example.org/reservations/r18/arrived" in (
-        post_office.mailbox.messages[0].get_content())
+    mail = re.search(r"tell us you have arrived: https://app\.example\.org/r#([A-Za-z0-9_.-]+)",
+                     post_office.mailbox.messages[0].get_content())
+    assert mail and read_reservation_link(None, mail.group(1)).reservation_id == "r18"
     sms = post_office.gateway.received[0]["text"]
-    assert sms.endswith("Sur place ? Signalez-vous : https://app.example.org/reservations/r19/arrived")
+    texted = re.fullmatch(r".*Sur place \? Signalez-vous : https://app\.example\.org/r#(\S+)", sms)
+    assert texted and read_reservation_link(None, texted.group(1)).reservation_id == "r19"
     assert "La nuit du nord" in sms
 
 

@@ -214,7 +214,7 @@ def test_init_script_creates_every_service_database():
 
 # --- secrets: required, never defaulted ------------------------------------------------------------------------------
 
-SECRETS = ("JWT_SECRET", "RABBITMQ_PASSWORD", "POSTGRES_PASSWORD")
+SECRETS = ("JWT_SECRET", "PATRON_LINK_SECRET", "RABBITMQ_PASSWORD", "POSTGRES_PASSWORD")
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 # compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, ${VAR:+alt}
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
@@ -273,7 +273,7 @@ def rendered(env: dict[str, str]) -> dict[str, Any]:
 
 
 def test_without_secrets_compose_refuses_before_starting_anything():
-    with pytest.raises(Missing, match=r"set (JWT_SECRET|RABBITMQ_PASSWORD|POSTGRES_PASSWORD)"):
+    with pytest.raises(Missing, match=r"set (JWT_SECRET|PATRON_LINK_SECRET|RABBITMQ_PASSWORD|POSTGRES_PASSWORD)"):
         rendered({})
     for left_out in SECRETS:
         env = {name: "0123456789abcdef0123456789abcdef" for name in SECRETS if name != left_out}

@@ -8,11 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from services.common.deployment import DEV_JWT_SECRET, REFUSED_EXIT_CODE, refusal, unsafe_settings
+from services.common.deployment import (
+    DEV_JWT_SECRET,
+    DEV_LINK_SECRET,
+    REFUSED_EXIT_CODE,
+    refusal,
+    service_values,
+    unsafe_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_SECRET = "0123456789abcdef0123456789abcdef"
-SAFE = {"JWT_SECRET": GOOD_SECRET, "JWT_JWKS_URL": None,
+SAFE = {"JWT_SECRET": GOOD_SECRET, "JWT_JWKS_URL": None, "PATRON_LINK_SECRET": "fedcba9876543210fedcba9876543210",
         "AMQP_URI": "pyamqp://drive:s3cret-broker@rabbitmq:5672/",
         "DB_URL": "postgresql+psycopg2://drive:s3cret-db@postgres:5432/reservations"}
 
@@ -27,6 +34,9 @@ def test_real_secret_and_passwords_are_safe():
     ({"JWT_SECRET": ""}, "JWT_SECRET is empty"),
     ({"JWT_SECRET": None}, "JWT_SECRET is empty"),
     ({"JWT_SECRET": "short"}, "JWT_SECRET is shorter than 32"),
+    ({"PATRON_LINK_SECRET": DEV_LINK_SECRET}, "PATRON_LINK_SECRET is the embedded development secret"),
+    ({"PATRON_LINK_SECRET": ""}, "PATRON_LINK_SECRET is empty"),
+    ({"PATRON_LINK_SECRET": "a" * 31}, "PATRON_LINK_SECRET is shorter than 32"),
     ({"AMQP_URI": "pyamqp://guest:guest@127.0.0.1:5672/"}, "AMQP_URI uses the well-known password 'guest'"),
     ({"AMQP_URI": "pyamqp://drive:drive@rabbitmq:5672/"}, "AMQP_URI uses the well-known password 'drive'"),
     ({"AMQP_URI": "amqp://drive@rabbitmq:5672/"}, "AMQP_URI has no password"),
@@ -47,6 +57,15 @@ def test_each_unsafe_setting_is_named_with_its_fix(change, named):
 
 def test_jwks_makes_the_shared_secret_irrelevant():
     assert unsafe_settings({**SAFE, "JWT_SECRET": DEV_JWT_SECRET, "JWT_JWKS_URL": "https://idp/keys"}) == []
+
+
+def test_the_link_secret_is_needed_with_jwks_too_and_every_service_checks_it(monkeypatch):
+    # The identity provider signs the staff's tokens, never the patron links: their key is Drive's own.
+    with_jwks = {**SAFE, "JWT_JWKS_URL": "https://idp/keys", "PATRON_LINK_SECRET": DEV_LINK_SECRET}
+    assert [p.split(":")[0] for p in unsafe_settings(with_jwks)] == [
+        "PATRON_LINK_SECRET is the embedded development secret"]
+    monkeypatch.delenv("PATRON_LINK_SECRET", raising=False)
+    assert service_values({})["PATRON_LINK_SECRET"] == DEV_LINK_SECRET  # unset: the default, refused outside dev
 
 
 def test_a_password_is_read_url_decoded_and_never_echoed():

@@ -2,10 +2,16 @@
 for every announced event in French and English, overridable), local times, pickup slots, selections, due-date
 shifts and the "I'm here" link, never cut short. Which events make a message: test_notification_rules."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
+import time_machine
+
+from services.common.auth import read_reservation_link
+from services.common.errors import Unauthorized
 from services.notifications.domain import ANNOUNCED, fit_sms, sms_segments
-from services.notifications.messages import SHIPPED, Templates, facts
+from services.notifications.messages import LINK_GRACE, SHIPPED, Templates, facts
 from services.notifications.policy import PostOffice
 
 POINT = {"id": "neighbourhood", "name": "Médiathèque de quartier", "kind": "library", "site": "neighbourhood"}
@@ -105,23 +111,33 @@ def test_selection_acknowledged_then_chosen_or_not():
     assert "call the library" in render("selection_prepared", nothing, "sms", "en")
 
 
-def test_ready_message_links_to_i_am_here():
-    link = f"https://app.example.org/drive/reservations/{RID}/arrived"
+def link_in(text: str, base: str = "http://127.0.0.1:8005") -> str:
+    """The patron link's token in a message (the link ends the SMS, and a line of the e-mail)."""
+    found = re.search(re.escape(base) + r"/r#([A-Za-z0-9_.-]+)", text)
+    assert found, text
+    return found.group(1)
+
+
+@time_machine.travel(STARTS - timedelta(days=1))  # the link is read back before it expires, whatever the day
+def test_ready_message_links_to_the_patron_page_with_its_token_in_the_fragment():
     for language in ("fr", "en"):
-        assert link in render("reservation_ready", ready(POINT), language=language,
-                              patron_app_url="https://app.example.org/drive/")
+        mail = render("reservation_ready", ready(POINT), language=language,
+                      patron_app_url="https://app.example.org/drive/")
+        link = read_reservation_link(None, link_in(mail, "https://app.example.org/drive"))
+        assert link.reservation_id == RID and link.expires_at == STARTS + LINK_GRACE  # the deadline, and a grace
         sms = render("reservation_ready", ready(POINT), "sms", language, patron_app_url="https://app.example.org/drive")
-        assert sms.endswith(link) and sms_segments(sms) <= 2
-    assert f"https://drive.example-bibliotheque.fr/reservations/{RID}/arrived" in render("reservation_ready",
-                                                                                        ready(POINT))
+        assert sms.endswith("/r#" + link_in(sms, "https://app.example.org/drive")) and sms_segments(sms) <= 2
+    # By default the web service's patron page (WEB_URL), no longer a patron app that does not exist.
+    assert read_reservation_link(None, link_in(render("reservation_ready", ready(POINT)))).reservation_id == RID
 
 
 def test_the_link_goes_before_any_title_but_is_never_cut():
     many = render("reservation_ready", ready(POINT, titles=12), "sms")
-    assert many.endswith(f"/reservations/{RID}/arrived") and "+" in many and sms_segments(many) <= 2
+    assert many.endswith("/r#" + link_in(many)) and "+" in many and sms_segments(many) <= 2
     # The counter's "—" goes as "-": the SMS stays GSM-7, so the link still fits.
     dashed = render("reservation_ready", ready(COUNTER), "sms")
-    assert "centrale - espace jeunesse" in dashed and dashed.endswith("/arrived") and sms_segments(dashed) <= 2
+    assert "centrale - espace jeunesse" in dashed and dashed.endswith("/r#" + link_in(dashed))
+    assert sms_segments(dashed) <= 2
     # A name with a character GSM-7 lacks (here "œ") makes it UCS-2: two SMS hold 134 characters, the link
     # cannot fit, so it is left out whole and titles fit instead.
     ucs2 = render("reservation_ready", ready({**COUNTER, "name": "Bibliothèque Sœur Marie"}), "sms")
@@ -137,12 +153,27 @@ def test_fit_sms_falls_back_to_the_text_without_its_optional_part():
     assert ucs2 == "Prêt : a, b"  # "ê" makes it UCS-2: 70 characters, no room for the link
 
 
-def test_patron_app_url_is_a_setting(tmp_path, monkeypatch):
+def test_patron_app_url_is_a_setting_defaulting_to_the_web_service(tmp_path, monkeypatch):
     monkeypatch.delenv("PATRON_APP_URL", raising=False)
+    monkeypatch.delenv("WEB_URL", raising=False)
     office = PostOffice({"NOTIFY_FILE_SINK_DIR": str(tmp_path)})
-    assert office.templates.app_url == "https://drive.example-bibliotheque.fr"
-    office = PostOffice({"NOTIFY_FILE_SINK_DIR": str(tmp_path), "PATRON_APP_URL": "https://app.example.org/"})
+    assert office.templates.app_url == "http://127.0.0.1:8005"
+    office = PostOffice({"NOTIFY_FILE_SINK_DIR": str(tmp_path), "WEB_URL": "https://drive.example.org"})
+    assert office.templates.app_url == "https://drive.example.org"
+    office = PostOffice({"NOTIFY_FILE_SINK_DIR": str(tmp_path), "WEB_URL": "https://drive.example.org",
+                         "PATRON_APP_URL": "https://app.example.org/"})
     assert office.templates.app_url == "https://app.example.org"
+
+
+@time_machine.travel(STARTS - timedelta(days=1))
+def test_the_link_is_signed_with_the_configured_secret(tmp_path):
+    config = {"NOTIFY_FILE_SINK_DIR": str(tmp_path), "PATRON_LINK_SECRET": "another-secret-" + "x" * 32}
+    _, sms = PostOffice(config).templates.render("reservation_ready", "sms", "fr",
+                                                 facts("reservation_ready", ready(POINT)))
+    token = link_in(sms)
+    assert read_reservation_link(config, token).reservation_id == RID
+    with pytest.raises(Unauthorized):
+        read_reservation_link(None, token)  # the embedded default's secret does not open it
 
 
 def test_templates_french_by_default_and_overridable(tmp_path):
