@@ -36,7 +36,7 @@ class WebService(DriveService):
 
     @page("POST", "/session", summary="Sign in: {token, kind: board|patron} → the session cookie")
     def sign_in(self, request: Request) -> Response:
-        lang = visitors.lang_of(request)
+        lang, kind = visitors.lang_of(request), None
         try:
             if not visitors.same_origin(request):
                 raise Forbidden("a request from another site", reason="csrf")
@@ -46,8 +46,9 @@ class WebService(DriveService):
                 raise Invalid("kind is board or patron")
             cookie, principal = visitors.sign_in(kind, str(body.get("token") or ""), self.verifier, self.policy)
         except DriveError as exc:
-            return json_response({"error": exc.code, "message": visitors.refusal_words(lang, exc)}, exc.status)
-        following = None if kind == BOARD else f"/r/{getattr(principal, 'reservation_id', '')}"
+            return json_response({"error": exc.code, "message": visitors.refusal_words(lang, exc, str(kind or BOARD))},
+                                 exc.status)
+        following = None if kind == BOARD else f"/r/{principal.reservation_id}"
         return visitors.set_session(json_response({"next": following}), kind, cookie, self.policy)
 
     # --- the counter's board -----------------------------------------------------------------------------
@@ -134,10 +135,10 @@ class WebService(DriveService):
         lang = visitors.lang_of(request)
         try:
             found = visitors.visitor(request, PATRON, self.verifier, self.policy)
-            if found is None or getattr(found.principal, "reservation_id", None) != reservation_id:
+            if found is None or found.principal.reservation_id != reservation_id:
                 raise NotFound("open the link of the message again")
         except DriveError as exc:
-            message = visitors.refusal_words(lang, exc) if exc.status != 404 else words.say(lang, "not_link")
+            message = visitors.refusal_words(lang, exc, PATRON) if exc.status != 404 else words.say(lang, "not_link")
             return html("signin.html", exc.status, lang=lang, kind=PATRON, message=message)
         token = found.session.token
         answer = counter.reservation(self.policy, token, reservation_id)
@@ -156,10 +157,11 @@ class WebService(DriveService):
         lang = visitors.lang_of(request)
         try:
             found = visitors.checked_post(request, PATRON, self.verifier, self.policy, request.form)
-            if getattr(found.principal, "reservation_id", None) != reservation_id:
+            if found.principal.reservation_id != reservation_id:
                 raise Forbidden("another reservation's page")
         except DriveError as exc:
-            return json_response({"error": exc.code, "message": visitors.refusal_words(lang, exc)}, exc.status)
+            return json_response({"error": exc.code, "message": visitors.refusal_words(lang, exc, PATRON)},
+                                 exc.status)
         answer = counter.patron_action(self.policy, found.session.token, reservation_id, request.form)
         if not answer.ok:
             return json_response({"error": answer.body.get("error"), "message": words.refusal(lang, answer.status,
@@ -194,4 +196,12 @@ class WebService(DriveService):
 
     @broadcast_handler("reservations", "reservation_collected")
     def on_reservation_collected(self, event: Any) -> None:
+        self.hub.poke(event.data["pickup_point"]["id"], event.type)
+
+    @broadcast_handler("reservations", "reservation_claimed")
+    def on_reservation_claimed(self, event: Any) -> None:
+        self.hub.poke(event.data["pickup_point"]["id"], event.type)
+
+    @broadcast_handler("reservations", "reservation_released")
+    def on_reservation_released(self, event: Any) -> None:
         self.hub.poke(event.data["pickup_point"]["id"], event.type)

@@ -7,7 +7,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from services.common.auth import Principal, TokenVerifier
+from services.common.auth import RESERVATION_LINK, Principal, TokenVerifier
 from services.common.errors import DriveError, Forbidden, Unauthorized
 from services.web import session as sessions
 from services.web import words
@@ -17,7 +17,6 @@ BOARD, PATRON = "board", "patron"
 # One cookie per kind of page, each sent only to its own paths: a patron link opened in the counter's browser
 # does not sign the counter out.
 COOKIES = {BOARD: ("drive_board", "/boards"), PATRON: ("drive_patron", "/r")}
-LINK_ROLE = "reservation-link"
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ def may_open(kind: str, principal: Principal, point_id: str | None = None) -> No
     """A board takes a staff token, a patron page a reservation's link; nothing else opens either."""
     if kind == BOARD and "staff" not in principal.roles:
         raise Forbidden("a counter board needs a staff token", reason="not_staff")
-    if kind == PATRON and LINK_ROLE not in principal.roles:
+    if kind == PATRON and RESERVATION_LINK not in principal.roles:
         raise Forbidden("a patron page opens with a reservation's link", reason="not_link")
 
 
@@ -97,10 +96,12 @@ def checked_post(request: Request, kind: str, verifier: TokenVerifier, policy: P
     return found
 
 
-def refusal_words(lang: str, exc: DriveError) -> str:
+def refusal_words(lang: str, exc: DriveError, kind: str = BOARD) -> str:
     reason = (exc.details or {}).get("reason")
     if reason in ("not_staff", "not_link"):
         return words.say(lang, str(reason))
     if reason == "csrf":
         return words.say(lang, "refused_csrf")
-    return words.say(lang, "signed_out") if exc.status == 401 else words.say(lang, "refused_403")
+    if exc.status == 401:  # an expired or altered token: a link says so in its own words
+        return words.say(lang, "not_link" if kind == PATRON else "signed_out")
+    return words.say(lang, "refused_403")
