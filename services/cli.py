@@ -154,6 +154,23 @@ def token(role: str = typer.Option("staff", help="patron, staff, analyst or ops"
     typer.echo(issue_token({}, role, card or name or f"{role}-cli", hours))
 
 
+@app.command("board-link")
+def board_link(pickup_point: str = typer.Option(..., "--pickup-point", help="the counter's pickup point id"),
+               hours: float = typer.Option(10, help="how long the link signs the counter in (a working day)"),
+               name: str = typer.Option("counter", help="who the board acts as (recorded as who claimed, handed "
+                                                        "over)")) -> None:
+    """Print the URL that opens a counter's live board signed in as staff (the embedded default's sign-in).
+
+    The staff token rides in the URL's fragment (after #): a browser never sends it to a server, so it is in no
+    access log; the page moves it into an HttpOnly cookie and out of the address bar. Base: WEB_URL."""
+    from services.common.auth import issue_token
+    from services.common.settings import setting
+
+    if not pickup_point.strip() or "/" in pickup_point or "#" in pickup_point:
+        fail(f"not a pickup point id: {pickup_point!r}", "see GET /pickup-points on reservations")
+    typer.echo(f"{setting(None, 'WEB_URL').rstrip('/')}/boards/{pickup_point}#{issue_token({}, 'staff', name, hours)}")
+
+
 def listen_address(service: str, env: Mapping[str, str] | None = None) -> tuple[str, int]:
     """Where the service will listen: its `*_ADDRESS` variable if set, else its config.yaml's default."""
     from services.configuration import yaml_variables

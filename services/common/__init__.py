@@ -35,7 +35,8 @@ __all__ = [  # the same names as _HOMES (tests/unit/test_common_kit.py checks it
     "ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM", "Principal",
     "batch_event_handler", "first_deliveries", "once_each", "now", "caused_by", "Database", "insert_new", "is_postgres",
     "Event",
-    "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "broadcast_handler", "event_handler", "Events", "OutboxRelay",
+    "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "broadcast_handler", "event_handler",
+    "Events", "OutboxRelay",
     "InboxMixin", "OutboxMixin", "first_delivery", "once", "Configured", "DriveService", "Setting", "Settings",
     "setting", "timer", "UtcDateTime",
 ]

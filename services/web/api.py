@@ -25,7 +25,8 @@ def call(base: str, token: str, method: str, path: str, **kwargs: Any) -> Answer
         response = requests.request(method, base + path, headers={"Authorization": f"Bearer {token}"},
                                     timeout=TIMEOUT_SECONDS, **kwargs)
     except requests.RequestException as exc:
-        return Answer(503, {"error": "unreachable", "message": f"reservations does not answer ({exc.__class__.__name__})"})
+        return Answer(503, {"error": "unreachable",
+                            "message": f"reservations does not answer ({exc.__class__.__name__})"})
     try:
         body = response.json()
     except ValueError:

@@ -1,4 +1,4 @@
-"""The web service's settings: where it listens, what signs its cookies, where reservations answers, and the pace
+"""The web service's settings (its listen address, WEB_ADDRESS, is nameko's, in its config.yaml): what signs its cookies, where reservations answers, and the pace
 of the live boards' streams."""
 
 from typing import Any
@@ -8,8 +8,6 @@ from services.common.settings import Setting, Settings, setting
 
 SETTINGS = Settings(
     "web",
-    Setting("WEB_ADDRESS", "0.0.0.0:8005", str,
-            "the web service's listen address (nameko's WEB_SERVER_ADDRESS, through its config.yaml)"),
     Setting("WEB_SESSION_SECRET", DEV_SESSION_SECRET, str,
             "the key that signs the pages' session cookies and their CSRF tokens (the embedded default is for "
             "development only; elsewhere 32 characters at least)"),
@@ -17,7 +15,8 @@ SETTINGS = Settings(
             "the reservations API the pages read and act through, with the signed-in person's token"),
     Setting("BOARD_HEARTBEAT_SECONDS", 15.0, float,
             "how often an open board's stream sends a comment line, so proxies keep it and browsers see it alive"),
-    Setting("BOARD_RETRY_MS", 2000, int, "the `retry:` a board's stream tells the browser: its pause before reconnecting"),
+    Setting("BOARD_RETRY_MS", 2000, int,
+            "the `retry:` a board's stream tells the browser: its pause before reconnecting"),
     Setting("WEB_SECURE_COOKIES", False, bool,
             "mark the session cookie `Secure` (set it when the pages are served over HTTPS)"),
 )

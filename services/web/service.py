@@ -29,7 +29,7 @@ class WebService(DriveService):
     # services/common/auth.py's verifier: it tells a staff token from a patron's or a reservation link's
     # (reservations checks again on every call).
     verifier = Configured(TokenVerifier)
-    zone = Configured(lambda config: ZoneInfo(setting(config, "DRIVE_TIMEZONE", "Europe/Paris")))
+    zone = Configured(lambda config: ZoneInfo(setting(config, "DRIVE_TIMEZONE")))
     hub = BoardHub()
 
     # --- sign-in: the fragment's token, posted once, becomes an HttpOnly cookie -------------------------
@@ -111,8 +111,7 @@ class WebService(DriveService):
             return json_response({"error": exc.code, "message": visitors.refusal_words(lang, exc)}, exc.status)
         answer = counter.board_action(self.policy, found.session.token, request.form)
         if not answer.ok:
-            return json_response({"error": answer.body.get("error"), "message": words.refusal(lang, answer.status,
-                                                                                            answer.body)}, answer.status)
+            return json_response(words.refusal_body(lang, answer.status, answer.body), answer.status)
         return json_response({"message": words.say(lang, "done")})
 
     # --- the patron's page (a reservation's link) --------------------------------------------------------
@@ -164,8 +163,7 @@ class WebService(DriveService):
                                  exc.status)
         answer = counter.patron_action(self.policy, found.session.token, reservation_id, request.form)
         if not answer.ok:
-            return json_response({"error": answer.body.get("error"), "message": words.refusal(lang, answer.status,
-                                                                                            answer.body)}, answer.status)
+            return json_response(words.refusal_body(lang, answer.status, answer.body), answer.status)
         done = "told" if request.form.get("action") == "arrived" else "done"
         return json_response({"message": words.say(lang, done)})
 

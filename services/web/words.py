@@ -31,7 +31,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "refused_status": "Refusé : impossible pour une réservation « {status} ».",
         "refused_401": "Refusé : votre session n'est plus valable, rouvrez le lien.",
         "refused_403": "Refusé : vous n'avez pas le droit de faire ceci.",
-        "refused_404": "Refusé : introuvable.", "refused_full": "Refusé : ce créneau est complet, choisissez-en un autre.",
+        "refused_404": "Refusé : introuvable.",
+        "refused_full": "Refusé : ce créneau est complet, choisissez-en un autre.",
         "refused_closed": "Refusé : ce lien n'est plus valable (réservation retirée, annulée ou expirée).",
         "refused_503": "Le service des réservations ne répond pas ; réessayez dans un instant.",
         "refused_csrf": "Refusé : jeton de formulaire absent ou faux ; rechargez la page.",
@@ -95,3 +96,9 @@ def refusal(lang: str, status: int, body: Any) -> str:
     if status in (401, 403, 404, 503):
         return say(lang, f"refused_{status}")
     return f"{say(lang, 'refused')} ({status}) : {body.get('message', '')}".strip()
+
+
+def refusal_body(lang: str, status: int, body: Any) -> dict[str, Any]:
+    """What a page's script receives for a refusal: the API's error code, the refusal in words."""
+    code = body.get("error") if isinstance(body, dict) else None
+    return {"error": code, "message": refusal(lang, status, body)}

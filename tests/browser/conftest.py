@@ -90,8 +90,8 @@ def browser():
 class Counter:
     """Reservations and the web service as processes, the point's calendar open every day."""
 
-    def __init__(self, system: Processes, reservations: Service, web: Service, web_port: int) -> None:
-        self.system, self.reservations, self.web, self.web_port = system, reservations, web, web_port
+    def __init__(self, processes: Processes, reservations: Service, web: Service, web_port: int) -> None:
+        self.system, self.reservations, self.web, self.web_port = processes, reservations, web, web_port
 
     @property
     def base(self) -> str:
@@ -100,15 +100,17 @@ class Counter:
     def board_url(self, token: str, point: str = POINT) -> str:
         return f"{self.base}/boards/{point}#{token}"
 
-    def restart_web(self) -> None:
-        """The web process stopped, then started again on the same port (as a pod behind its service)."""
+    def stop_web(self) -> None:
         self.web.stop()
         self.system.services.remove(self.web)
+
+    def start_web(self) -> None:
+        """The web process again, on the same port (as a pod behind its Kubernetes service)."""
         self.web = start_web(self.system, self.reservations, self.web_port)
 
 
-def start_web(system: Processes, reservations: Service, port: int, **env: str) -> Service:
-    return system.start("web", replicas=1, WEB_ADDRESS=f"127.0.0.1:{port}", RESERVATIONS_URL=reservations.base,
+def start_web(processes: Processes, reservations: Service, port: int, **env: str) -> Service:
+    return processes.start("web", replicas=1, WEB_ADDRESS=f"127.0.0.1:{port}", RESERVATIONS_URL=reservations.base,
                         BOARD_HEARTBEAT_SECONDS="1", BOARD_RETRY_MS="500", **env)
 
 

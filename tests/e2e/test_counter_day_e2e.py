@@ -2,9 +2,8 @@
 across the two reservations processes; a selection asked by phone, claimed by one of ten members of staff at once,
 prepared, booked, "I'm here", handed over."""
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 

@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from services import DATABASES
 from services.cli import SERVICES as PORTS
 from services.common.deployment import unsafe_settings
 
@@ -193,7 +194,7 @@ def test_setup_job_runs_drive_setup_on_every_database():
     [container] = job["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["drive", "setup"]
     names = {var["name"] for var in container["env"]}
-    assert {f"{s.upper()}_DB_URL" for s in PORTS} | {"AMQP_URI"} <= names
+    assert {f"{s.upper()}_DB_URL" for s in DATABASES} | {"AMQP_URI"} <= names
 
 
 def test_the_broker_and_database_clusters():
@@ -204,7 +205,7 @@ def test_the_broker_and_database_clusters():
     initdb = postgres["spec"]["bootstrap"]["initdb"]
     created = {initdb["database"]} | {re.match(r"CREATE DATABASE (\w+) OWNER (\w+)", sql).group(1)
                                        for sql in initdb["postInitSQL"]}
-    assert created == set(PORTS)
+    assert created == set(DATABASES)
     assert initdb["secret"]["name"] == "drive-postgres-app"
     urls = [var["value"] for _, env in environments("base") for var in env if var["name"].endswith("_DB_URL")]
     assert all(f"@{postgres['metadata']['name']}-rw:5432/" in url for url in urls)
