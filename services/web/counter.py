@@ -37,11 +37,15 @@ def reservation(policy: Policy, token: str, reservation_id: str) -> Answer:
     return api.call(policy.reservations_url, token, "GET", f"/reservations/{reservation_id}")
 
 
-def free_slots(policy: Policy, token: str, point_id: str, zone: ZoneInfo) -> list[dict[str, Any]]:
+def free_slots(policy: Policy, token: str, point_id: str, zone: ZoneInfo,
+               booked: str | None = None) -> list[dict[str, Any]]:
+    """The coming week's slots with a free place, but the one already booked (`booked`: its start)."""
     first = pages.today(zone)
     answer = api.call(policy.reservations_url, token, "GET", f"/pickup-points/{point_id}/slots",
                       params={"from": first.isoformat(), "to": (first + timedelta(days=SLOT_DAYS - 1)).isoformat()})
-    return [s for s in answer.body if s.get("free", 0) > 0] if answer.ok and isinstance(answer.body, list) else []
+    if not answer.ok or not isinstance(answer.body, list):
+        return []
+    return [s for s in answer.body if s.get("free", 0) > 0 and s.get("starts_at") != booked]
 
 
 def patron_action(policy: Policy, token: str, reservation_id: str, form: Mapping[str, Any]) -> Answer:

@@ -146,9 +146,10 @@ class WebService(DriveService):
                         message=words.refusal(lang, answer.status, answer.body))
         held = answer.body
         point_id = held["pickup_point"] if isinstance(held["pickup_point"], str) else held["pickup_point"]["id"]
-        return html(template, lang=lang, kind=PATRON, csrf=found.csrf, reservation=held,
-                    appointment=held.get("appointment"),
-                    slots=counter.free_slots(self.policy, token, point_id, self.zone),
+        appointment = held.get("appointment") if (held.get("appointment") or {}).get("status") == "booked" else None
+        return html(template, lang=lang, kind=PATRON, csrf=found.csrf, reservation=held, appointment=appointment,
+                    slots=counter.free_slots(self.policy, token, point_id, self.zone,
+                                             appointment["starts_at"] if appointment else None),
                     when=lambda value: pages.local_moment(value, self.zone))
 
     @page("POST", "/r/<reservation_id>/actions", summary="The patron's action: arrived, or book a slot")
