@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make test` needs on this machine: PostgreSQL and RabbitMQ answering on 127.0.0.1, and RabbitMQ's management
-# API (port 15672: every test gets its own vhost through it), which is off on a new machine. Starts what is down;
-# `make test` and `make bench` run it first, CI through `make test`.
+# API (port 15672: every test gets its own vhost through it), which is off on a new machine; and Chromium for the
+# browser tests. Starts (or installs) what is missing; `make test` and `make bench` run it first, CI through
+# `make test`.
 set -euo pipefail
 
 wait_for() {  # wait_for NAME SECONDS COMMAND...
@@ -30,3 +31,13 @@ if ! curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&
   rabbitmq-plugins enable rabbitmq_management >/dev/null
 fi
 wait_for "RabbitMQ management API" 60 curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview
+
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright: `playwright install` cannot
+# download a browser here, so the system's one is used (CHROMIUM, default /usr/bin/chromium), installed when absent.
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+  echo "test servers: installing Debian's chromium for the browser tests" >&2
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get install -y -qq chromium >/dev/null || { apt_update=1; $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; }
+fi
+[ -x "$CHROMIUM" ] || { echo "test servers: $CHROMIUM is missing — install it: apt-get install chromium" >&2; exit 1; }

@@ -1,5 +1,5 @@
-"""The web service's settings (its listen address, WEB_ADDRESS, is nameko's, in its config.yaml): what signs its cookies, where reservations answers, and the pace
-of the live boards' streams."""
+"""The web service's settings: what signs its cookies, where reservations answers, the pace of the live boards'
+streams. Its listen address, WEB_ADDRESS, is nameko's WEB_SERVER_ADDRESS: in its config.yaml, as the others'."""
 
 from typing import Any
 
