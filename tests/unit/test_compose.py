@@ -134,7 +134,7 @@ def test_dockerfile_copies_files_that_exist_and_bakes_in_no_secret():
     lines = [line.strip() for line in (context / build["dockerfile"]).read_text().splitlines()]
     instructions = [line for line in lines if line and not line.startswith("#")]
     assert re.fullmatch(r"FROM python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", instructions[0])
-    assert re.search(r"^EXPOSE 8001 8002 8003 8004$", "\n".join(instructions), re.M)
+    assert re.search(r"^EXPOSE 8001 8002 8003 8004 8005$", "\n".join(instructions), re.M)
     copies = [shlex.split(line)[1:] for line in instructions if line.upper().startswith("COPY ")]
     assert copies
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
