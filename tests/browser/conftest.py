@@ -7,6 +7,7 @@ methods are Playwright's Page methods, called over a pipe."""
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,12 @@ class Counter:
     def board_url(self, token: str, point: str = POINT) -> str:
         return f"{self.base}/boards/{point}#{token}"
 
-    def stop_web(self) -> None:
+    def stop_web(self) -> float:
+        """The web process stopped (SIGTERM); returns how long it took, open streams and all."""
+        started = time.monotonic()
         self.web.stop()
         self.system.services.remove(self.web)
+        return time.monotonic() - started
 
     def start_web(self) -> None:
         """The web process again, on the same port (as a pod behind its Kubernetes service)."""
