@@ -73,7 +73,15 @@ def test_the_messages_link_says_im_here_and_the_open_board_shows_it(counter, pos
     phone.wait_text("#notice", "Le comptoir sait que vous êtes là", timeout=3000)
     board.wait_text("#outside", "M0000", timeout=2000)
     assert counter.reservations.get(f"/reservations/{rid}").json()["arrived_at"]
-    if SCREENSHOTS:
+    if SCREENSHOTS:  # a busier counter for the picture: walk-ins, and one arrived before it was ready, claimed
+        url = counter.system.urls["reservations"]
+        seed_ready(url, 2, POINT, patron="W")
+        early, = seed_ready(url, 1, POINT, status="allocated", patron="E")
+        counter.reservations.post(f"/reservations/{early}/claim")
+        counter.reservations.post(f"/reservations/{early}/arrived")
+        board.wait_text("#early", "E0000", timeout=2000)
+        board.reload()
+        board.wait_for_function("() => document.body.dataset.live === 'open'", timeout=5000)
         board.screenshot(path=str(Path(SCREENSHOTS) / "board.png"), full_page=True)
         phone.screenshot(path=str(Path(SCREENSHOTS) / "patron-page.png"), full_page=True)
 
