@@ -127,3 +127,29 @@ def test_the_pages_carry_a_strict_csp_and_a_post_without_csrf_token_is_refused(c
     # The token was never in a URL the server saw, nor in its log.
     log = counter.web.replicas[0].log_path.read_text()
     assert cookie.split(";")[0].split("=", 1)[1] not in log and "eyJ" not in log
+
+
+def test_the_open_board_still_shows_arrivals_after_the_broker_dropped_every_connection(counter, browser,
+                                                                                       rabbit_manager):
+    """What a broker restart does to the services (their connections closed by the broker), without restarting
+    the broker that other tests share: every connection of this test's vhost is closed from the management API."""
+    first, then = seed_ready(counter.system.urls["reservations"], 2, POINT, patron="B")
+    board = open_board(browser, counter)
+    vhost = counter.system.vhost
+
+    def web_queues() -> list[dict]:
+        return [q for q in rabbit_manager.get_queues(vhost) if "--web." in q["name"] and q.get("consumers")]
+
+    # The management API's consumer counts lag a few seconds behind the broker.
+    wait_for(lambda: len(web_queues()) == 7, timeout=15, interval=0.5, what="the web process's seven queues consumed")
+    dropped = [c["name"] for c in rabbit_manager.get_connections() if c["vhost"] == vhost]
+    for name in dropped:
+        rabbit_manager.delete_connection(name)
+    # The broadcast queues go with their connection (exclusive): back once the web process has reconnected.
+    wait_for(lambda: len(web_queues()) < 7, timeout=10, what="the web process's queues gone with its connection")
+    wait_for(lambda: len(web_queues()) == 7, timeout=30, interval=0.5, what="the web process consuming again")
+    assert board.is_hidden("#connection")  # the board's own stream did not notice: the web process stayed up
+    assert counter.reservations.post(f"/reservations/{first}/arrived").status_code == 200
+    board.wait_text("#outside", "B0000", timeout=5000)
+    assert counter.reservations.post(f"/reservations/{then}/arrived").status_code == 200
+    board.wait_text("#outside", "B0001", timeout=2000)
