@@ -2,6 +2,8 @@
 reload, actions and their refusals in words, the connection-lost sign and the catch-up after a restart, and what
 may not open a board."""
 
+import math
+import os
 from datetime import datetime
 
 import requests
@@ -184,10 +186,11 @@ def arrival_delays(counter, board, rids: list[str], prefix: str) -> list[float]:
 
 
 def test_arrivals_are_shown_within_a_second_of_their_event(counter, browser):
-    rids = seed_ready(counter.system.urls["reservations"], 20, POINT, patron="T")
+    count = int(os.environ.get("BOARD_ARRIVALS", "20"))  # the lead's bench takes 100
+    rids = seed_ready(counter.system.urls["reservations"], count, POINT, patron="T")
     board = open_board(browser, counter)
     delays = arrival_delays(counter, board, rids, "T")
-    assert len(delays) == 20
-    print(f"patron_arrived → shown on the board, 20 arrivals: p50 {delays[10] * 1000:.0f} ms, "
-          f"max {delays[-1] * 1000:.0f} ms")
+    assert len(delays) == count
+    print(f"patron_arrived → shown on the board, {count} arrivals: p50 {delays[count // 2] * 1000:.0f} ms, "
+          f"p99 {delays[math.ceil(count * 0.99) - 1] * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms")
     assert delays[-1] < 1.0, delays

@@ -74,3 +74,13 @@ def test_a_poke_reaches_the_boards_of_its_point_only_and_a_stop_ends_them():
     hub.stop()
     assert list(here) == [] and list(there) == []
     assert hub.open_boards() == 0
+
+
+def test_a_quiet_stream_sends_heartbeat_comments():
+    hub = BoardHub()
+    hub.setup()
+    stream = hub.stream("p1", heartbeat=0.01, retry_ms=500)
+    next(stream)
+    assert next(stream) == b": heartbeat\n\n"
+    stream.close()  # the browser went away: the board is forgotten
+    assert hub.open_boards() == 0
