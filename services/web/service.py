@@ -178,29 +178,11 @@ class WebService(DriveService):
     # --- what makes an open board change: each poke makes its page re-fetch the sheet ----------------------
 
     @broadcast_handler("reservations", "patron_arrived")
-    def on_patron_arrived(self, event: Any) -> None:
-        self.hub.poke(event.data["pickup_point"]["id"], event.type)
-
     @broadcast_handler("reservations", "reservation_ready")
-    def on_reservation_ready(self, event: Any) -> None:
-        self.hub.poke(event.data["pickup_point"]["id"], event.type)
-
     @broadcast_handler("reservations", "pickup_slot_booked")
-    def on_pickup_slot_booked(self, event: Any) -> None:
-        self.hub.poke(event.data["pickup_point"]["id"], event.type)
-
     @broadcast_handler("reservations", "pickup_slot_cancelled")
-    def on_pickup_slot_cancelled(self, event: Any) -> None:
-        self.hub.poke(event.data["pickup_point"]["id"], event.type)
-
     @broadcast_handler("reservations", "reservation_collected")
-    def on_reservation_collected(self, event: Any) -> None:
-        self.hub.poke(event.data["pickup_point"]["id"], event.type)
-
     @broadcast_handler("reservations", "reservation_claimed")
-    def on_reservation_claimed(self, event: Any) -> None:
-        self.hub.poke(event.data["pickup_point"]["id"], event.type)
-
     @broadcast_handler("reservations", "reservation_released")
-    def on_reservation_released(self, event: Any) -> None:
+    def on_board_change(self, event: Any) -> None:
         self.hub.poke(event.data["pickup_point"]["id"], event.type)
