@@ -115,7 +115,8 @@ class Counter:
 
 def start_web(processes: Processes, reservations: Service, port: int, **env: str) -> Service:
     return processes.start("web", replicas=1, WEB_ADDRESS=f"127.0.0.1:{port}", RESERVATIONS_URL=reservations.base,
-                        BOARD_HEARTBEAT_SECONDS="1", BOARD_RETRY_MS="500", **env)
+                        BOARD_HEARTBEAT_SECONDS="1", BOARD_RETRY_MS="500",
+                        LOG_LEVEL="INFO", **env)  # every access line logged: the tests look for tokens in them
 
 
 @pytest.fixture

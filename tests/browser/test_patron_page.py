@@ -73,6 +73,12 @@ def test_the_messages_link_says_im_here_and_the_open_board_shows_it(counter, pos
     phone.wait_text("#notice", "Le comptoir sait que vous êtes là", timeout=3000)
     board.wait_text("#outside", "M0000", timeout=2000)
     assert counter.reservations.get(f"/reservations/{rid}").json()["arrived_at"]
+    # The link's token reached the web service in a POST body only: in no URL, so in no log line.
+    token = link.partition("#")[2]
+    log = counter.web.replicas[0].log_path.read_text()
+    assert f"GET /r/{rid} " in log and "POST /session" in log  # the access lines are there, the token is not
+    for process in (*counter.web.replicas, *counter.reservations.replicas):
+        assert token not in process.log_path.read_text()
     if SCREENSHOTS:  # a busier counter for the picture: walk-ins, and one arrived before it was ready, claimed
         url = counter.system.urls["reservations"]
         seed_ready(url, 2, POINT, patron="W")
