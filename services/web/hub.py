@@ -9,6 +9,8 @@ from typing import Any
 from eventlet.queue import Empty, LightQueue
 from nameko.extensions import DependencyProvider
 
+from services.common.messaging import BroadcastEventHandler
+
 log = logging.getLogger(__name__)
 CLOSE = None  # what a stream's queue receives when the process stops: the stream ends, the browser reconnects
 
@@ -18,6 +20,10 @@ class BoardHub(DependencyProvider):
 
     def setup(self) -> None:
         self.streams: dict[str, set[LightQueue]] = {}
+        # After a broker reconnection, every open board re-fetches: the pokes of the outage went nowhere.
+        for entrypoint in getattr(getattr(self, "container", None), "entrypoints", ()):
+            if isinstance(entrypoint, BroadcastEventHandler):
+                entrypoint.resumed.append(self.poke_all)
 
     def get_dependency(self, worker_ctx: Any) -> "BoardHub":
         return self
@@ -28,6 +34,9 @@ class BoardHub(DependencyProvider):
         for queue in list(queues):
             queue.put(event_type)
         return len(queues)
+
+    def poke_all(self, why: str = "resumed") -> int:
+        return sum(self.poke(point_id, why) for point_id in list(self.streams))
 
     def open_boards(self) -> int:
         return sum(len(queues) for queues in self.streams.values())
