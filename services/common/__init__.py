@@ -22,7 +22,7 @@ _HOMES = {
     "envelope": ("Event",),
     "errors": ("Conflict", "DriveError", "Forbidden", "Invalid", "NotFound"),
     "http": ("route",),
-    "messaging": ("event_handler",),
+    "messaging": ("broadcast_handler", "event_handler"),
     "relay": ("Events", "OutboxRelay"),
     "reliability": ("InboxMixin", "OutboxMixin", "first_delivery", "once"),
     "service": ("Configured", "DriveService"),
@@ -35,7 +35,8 @@ __all__ = [  # the same names as _HOMES (tests/unit/test_common_kit.py checks it
     "ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM", "Principal",
     "batch_event_handler", "first_deliveries", "once_each", "now", "caused_by", "Database", "insert_new", "is_postgres",
     "Event",
-    "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "event_handler", "Events", "OutboxRelay",
+    "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "broadcast_handler", "event_handler",
+    "Events", "OutboxRelay",
     "InboxMixin", "OutboxMixin", "first_delivery", "once", "Configured", "DriveService", "Setting", "Settings",
     "setting", "timer", "UtcDateTime",
 ]
@@ -66,7 +67,7 @@ if TYPE_CHECKING:  # what the type checker sees: the same names, eagerly
     from services.common.envelope import Event
     from services.common.errors import Conflict, DriveError, Forbidden, Invalid, NotFound
     from services.common.http import route
-    from services.common.messaging import event_handler
+    from services.common.messaging import broadcast_handler, event_handler
     from services.common.relay import Events, OutboxRelay
     from services.common.reliability import InboxMixin, OutboxMixin, first_delivery, once
     from services.common.service import Configured, DriveService
