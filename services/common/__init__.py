@@ -13,8 +13,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _HOMES = {
-    "auth": ("ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM",
-             "Principal"),
+    "auth": ("ANALYST", "ANYONE", "ANYONE_OR_LINK", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF",
+             "TEAM", "Principal"),
     "batching": ("batch_event_handler", "first_deliveries", "once_each"),
     "clock": ("now",),
     "correlation": ("caused_by",),
@@ -32,7 +32,8 @@ _HOMES = {
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [  # the same names as _HOMES (tests/unit/test_common_kit.py checks it), literally for the linters
-    "ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM", "Principal",
+    "ANALYST", "ANYONE", "ANYONE_OR_LINK", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM",
+    "Principal",
     "batch_event_handler", "first_deliveries", "once_each", "now", "caused_by", "Database", "insert_new", "is_postgres",
     "Event",
     "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "broadcast_handler", "event_handler",
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # what the type checker sees: the same names, eagerly
     from services.common.auth import (
         ANALYST,
         ANYONE,
+        ANYONE_OR_LINK,
         OPS,
         PATRON_OR_STAFF,
         PATRON_STAFF_OR_LINK,
