@@ -305,6 +305,17 @@ def rotate_sink(sink: Path, suffix: str) -> None:
             (sink / name).rename(sink / f"{name}.{suffix}")
 
 
+def rss_mb(pid: int) -> float | None:
+    """The process's resident set (VmRSS, /proc), in MB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen:
     return subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(pid), "-d", str(seconds), "-f", "raw",
                              "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -381,7 +392,7 @@ def main() -> int:
     url = run_bench.recreate_database(args.postgres, DATABASE)
     recreate_vhost(args.management, args.vhost, "guest")
     sink = Path(tempfile.mkdtemp(prefix="drive-bench-sink-"))
-    env = {**os.environ, "AMQP_URI": amqp.replace("amqp://", "pyamqp://", 1), "LOG_LEVEL": "WARNING",
+    env = {**os.environ, "AMQP_URI": amqp.replace("amqp://", "pyamqp://", 1), "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
            "NOTIFICATIONS_DB_URL": url, "NOTIFY_FILE_SINK_DIR": str(sink),
            "SMS_QUIET_START": "00:00", "SMS_QUIET_END": "00:00"}  # an empty quiet period: no SMS is held
     for key in ("SMTP_HOST", "SMS_GATEWAY_URL", "NOTIFY_TEMPLATES_DIR"):
@@ -418,6 +429,7 @@ def main() -> int:
             "waiting for the deliveries")
         wait_until_sent(engine, len(warm) + len(messages), args.timeout)
         cpu("end")
+        rss = {name: rss_mb(proc.pid) for name, _, proc, _ in services.procs}  # after the run, before the stop
         result = outcome(engine, burst)
         sink_figures = read_sink(sink, sent_delivery_ids(engine, burst.event_ids))
         log(f"notifications: {result.sent} sent in {result.span_s} s; now the raw pika baseline")
@@ -450,6 +462,8 @@ def main() -> int:
                  ", ".join(f"{q}={d}" for q, d in depths.items()) or "none",
              "service warnings/errors while measured": str(sum(len(v) for v in problems.values())),
              **cpu_rows,
+             **{f"RSS {name} MB (after the run)": f"{mb:.1f}" if mb is not None else "gone"
+                for name, mb in rss.items()},
              "whole run s": f"{time.monotonic() - started:.0f}"}
     if args.py_spy:
         flame = results / "notifications.pyspy.txt"

@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from services.common.correlation import caused_by
+from services.common.database import is_postgres
 from services.common.envelope import Event
 from services.common.errors import Conflict
 from services.common.relay import Events
@@ -34,15 +36,24 @@ def contact_of(record: Any) -> domain.Contact:
 
 def learn(session: Session, event: Event) -> None:
     """Keep what later decides whether a waiting message still holds."""
-    data = event.data
-    status = domain.RESERVATION_STATUS.get(event.type)
-    if status and data.get("reservation_id"):
-        upsert_state(session, data["reservation_id"], status, event.occurred_at)
-    if event.type == "item_returned":
-        session.merge(CopyReturn(barcode=data["barcode"], returned_at=data["returned_at"]))
-    if event.type == "continuity_policy_changed":
-        value = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
-        session.merge(PolicyState(name="continuity", value=value))
+    learn_all(session, [event])
+
+
+def learn_all(session: Session, events: Sequence[Event]) -> None:
+    """`learn` for a batch, in its order: the reservations' latest states in one statement."""
+    states: dict[str, tuple[str, datetime]] = {}
+    for event in events:
+        data = event.data
+        status = domain.RESERVATION_STATUS.get(event.type)
+        if status and data.get("reservation_id"):
+            states.pop(data["reservation_id"], None)  # the later event of a reservation wins, as one by one
+            states[data["reservation_id"]] = (status, event.occurred_at)
+        if event.type == "item_returned":
+            session.merge(CopyReturn(barcode=data["barcode"], returned_at=data["returned_at"]))
+        if event.type == "continuity_policy_changed":
+            value = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+            session.merge(PolicyState(name="continuity", value=value))
+    upsert_states(session, states)
 
 
 # One statement, the same on PostgreSQL and SQLite, and written out: SQLAlchemy never caches the compiled form of
@@ -51,11 +62,30 @@ UPSERT_STATE = text(
     "INSERT INTO reservation_states (reservation_id, status, updated_at) VALUES (:id, :status, :at) "
     "ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"
 ).bindparams(bindparam("at", type_=UtcDateTime()))
+# A batch's form on PostgreSQL: the rows as three arrays. One row per reservation: PostgreSQL refuses to update a
+# row twice in one statement.
+UPSERT_STATES_PG = text(
+    "INSERT INTO reservation_states (reservation_id, status, updated_at) "
+    "SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]), CAST(:ats AS timestamptz[])) "
+    "ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at")
 
 
 def upsert_state(session: Session, reservation_id: str, status: str, at: datetime) -> None:
     """The reservation's latest status, in one round trip."""
     session.execute(UPSERT_STATE, {"id": reservation_id, "status": status, "at": at})
+
+
+def upsert_states(session: Session, states: Mapping[str, tuple[str, datetime]]) -> None:
+    """The reservations' latest statuses: one round trip on PostgreSQL (the rows as three arrays, `unnest`ed: one
+    statement whatever the batch's size, compiled once), one `executemany` on SQLite (no round trips there)."""
+    if not states:
+        return
+    if len(states) == 1 or not is_postgres(session):
+        session.execute(UPSERT_STATE, [{"id": id_, "status": status, "at": at}
+                                       for id_, (status, at) in states.items()])
+        return
+    session.execute(UPSERT_STATES_PG, {"ids": list(states), "statuses": [status for status, _ in states.values()],
+                                       "ats": [at for _, at in states.values()]})
 
 
 def reminders_suspended(session: Session, now: datetime) -> bool:
@@ -66,12 +96,36 @@ def reminders_suspended(session: Session, now: datetime) -> bool:
 def record(session: Session, outbox: Events, templates: Templates, quiet: domain.QuietHours, event: Event,
            now: datetime) -> list[Delivery]:
     """One delivery per channel the patron can be reached on, recorded before any attempt."""
-    learn(session, event)
-    if not domain.should_announce(event.type, event.data) or not event.data.get("patron"):
+    return record_all(session, outbox, templates, quiet, [event], now)
+
+
+def record_all(session: Session, outbox: Events, templates: Templates, quiet: domain.QuietHours,
+               events: Sequence[Event], now: datetime) -> list[Delivery]:
+    """`record` for a batch of events, in their order: one query for the patrons' contacts and one multi-row INSERT
+    for the deliveries, whatever the batch's size, rather than both per event."""
+    learn_all(session, events)
+    told = [e for e in events if domain.should_announce(e.type, e.data) and e.data.get("patron")]
+    if not told:
         return []
+    patrons = {e.data["patron"] for e in told}
+    contacts = {row.card: row for row in session.execute(select(CONTACTS).where(CONTACTS.c.card.in_(patrons)))}
+    created, rows = [], []
+    for event in told:
+        delivery = _delivery_of(session, outbox, templates, quiet, event, contacts.get(event.data["patron"]), now)
+        if isinstance(delivery, Delivery):
+            created.append(delivery)
+        else:
+            rows.extend(delivery)
+    if rows:
+        session.execute(insert(DELIVERIES), rows)  # Core, multi-row: the ORM unit of work costs more than the INSERT
+        created.extend(Delivery(**row) for row in rows)
+    return created
+
+
+def _delivery_of(session: Session, outbox: Events, templates: Templates, quiet: domain.QuietHours, event: Event,
+                 record_: Any, now: datetime) -> Delivery | list[dict[str, Any]]:
+    """The rows to insert for one event (one per channel), or the failure recorded at once (no contact)."""
     patron = event.data["patron"]
-    known = facts(event.type, event.data)
-    record_ = session.execute(select(CONTACTS).where(CONTACTS.c.card == patron)).first()
     base = {"event_id": event.id, "event_type": event.type, "announced_at": event.occurred_at, "patron": patron,
             "reservation_id": event.data.get("reservation_id"), "barcode": event.data.get("barcode"),
             "subject_key": domain.subject_of(event.type, event.data), "amends": domain.amends(event.type, event.data)}
@@ -79,21 +133,21 @@ def record(session: Session, outbox: Events, templates: Templates, quiet: domain
         delivery = Delivery(id=str(uuid.uuid4()), channel="none", status="failed", attempts=0,
                             last_error=domain.unreachable_reason(contact_of(record_) if record_ else None), **base)
         session.add(delivery)
-        outbox.publish(session, "notification_failed", outcome(delivery, "no_contact"))
-        return [delivery]
+        with caused_by(event):  # in a batch too, the failure is the consequence of its own event
+            outbox.publish(session, "notification_failed", outcome(delivery, "no_contact"))
+        return delivery
     contact = contact_of(record_)
+    known = facts(event.type, event.data)
     suppressed = event.type == "loan_overdue" and reminders_suspended(session, now)
-    created = []
+    rows = []
     for channel in domain.channels_for(contact):
         subject, body = templates.render(event.type, channel, contact.language, known)
         due = quiet.next_allowed(now) if channel == "sms" else now
-        row = dict(id=str(uuid.uuid4()), channel=channel, recipient=contact.email if channel == "email"
-                   else contact.phone, subject=subject, body=body, attempts=0, next_attempt_at=due,
-                   held_for_quiet_hours=due > now, status="suppressed" if suppressed else "pending",
-                   created_at=now, **base)
-        session.execute(insert(DELIVERIES), row)  # Core: the ORM unit of work costs more than the INSERT itself
-        created.append(Delivery(**row))
-    return created
+        rows.append(dict(id=str(uuid.uuid4()), channel=channel, recipient=contact.email if channel == "email"
+                         else contact.phone, subject=subject, body=body, attempts=0, next_attempt_at=due,
+                         held_for_quiet_hours=due > now, status="suppressed" if suppressed else "pending",
+                         created_at=now, **base))
+    return rows
 
 
 def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Delivery]:
