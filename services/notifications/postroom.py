@@ -150,9 +150,10 @@ def _delivery_of(session: Session, outbox: Events, templates: Templates, quiet: 
     return rows
 
 
-def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Delivery]:
+def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Any]:
     """Due deliveries, claimed with SKIP LOCKED and leased, so two replicas never send the same one. One statement
-    (UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING), not one UPDATE per claimed row. A delivery
+    (UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING), not one UPDATE per claimed row. Rows with
+    the columns of `Delivery`, read-only (Core: an ORM object per claimed row cost more than the claim). A delivery
     waits while an earlier one of its patron is unsettled: a patron's messages go out in the order of their events
     (a retry or a night's wait is not overtaken)."""
     earlier = aliased(Delivery)
@@ -160,22 +161,22 @@ def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Deliver
                                        earlier.announced_at < Delivery.announced_at).exists())
     due = (select(Delivery.id).where(Delivery.status.in_(UNSETTLED), Delivery.next_attempt_at <= now, ~behind)
            .order_by(Delivery.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
-    claimed = session.scalars(
-        update(Delivery).where(Delivery.id.in_(due))
-        .values(status="sending", next_attempt_at=now + LEASE, attempts=Delivery.attempts + 1)
-        .returning(Delivery), execution_options={"synchronize_session": False, "populate_existing": True}).all()
+    claimed = session.execute(
+        update(DELIVERIES).where(DELIVERIES.c.id.in_(due))
+        .values(status="sending", next_attempt_at=now + LEASE, attempts=DELIVERIES.c.attempts + 1)
+        .returning(*DELIVERIES.c)).all()
     return sorted(claimed, key=lambda d: d.announced_at)
 
 
-def fail_unsettled(session: Session, outbox: Events, now: datetime, max_attempts: int) -> list[Delivery]:
+def fail_unsettled(session: Session, outbox: Events, now: datetime, max_attempts: int) -> list[Any]:
     """A delivery whose last allowed attempt was claimed and never settled (its process died, its lease ran out)
     fails, rather than being claimed again every lease for ever."""
     stale = (select(Delivery.id).where(Delivery.status == "sending", Delivery.next_attempt_at <= now,
                                        Delivery.attempts >= max_attempts).with_for_update(skip_locked=True))
-    failed = session.scalars(
-        update(Delivery).where(Delivery.id.in_(stale))
+    failed = session.execute(
+        update(DELIVERIES).where(DELIVERIES.c.id.in_(stale))
         .values(status="failed", last_error="the last attempt never settled (its lease ran out)")
-        .returning(Delivery), execution_options={"synchronize_session": False, "populate_existing": True}).all()
+        .returning(*DELIVERIES.c)).all()
     for delivery in failed:
         outbox.publish(session, "notification_failed", outcome(delivery, "exhausted"))
     return list(failed)
@@ -254,7 +255,7 @@ def same_subject(session: Session, wanted: set[tuple[str, str]]) -> Subjects:
     return found
 
 
-def judge(delivery: Delivery, waited: bool, states: Mapping[str, str], returns: Mapping[str, datetime],
+def judge(delivery: Any, waited: bool, states: Mapping[str, str], returns: Mapping[str, datetime],
           subjects: Subjects) -> Attempt | None:
     """None: send it. Blanked by erasure: failed. No longer true, superseded, or no news: obsolete."""
     if delivery.recipient is None or delivery.body is None:
@@ -289,7 +290,7 @@ def attempt(channels: Mapping[str, Channel], item: Outgoing) -> Attempt:
         return Attempt(item.id, error=crashed(exc))
 
 
-def outcome(delivery: Delivery, reason: str | None = None) -> dict[str, Any]:
+def outcome(delivery: Any, reason: str | None = None) -> dict[str, Any]:
     return {"delivery_id": delivery.id, "event_id": delivery.event_id, "event_type": delivery.event_type,
             "patron": delivery.patron, "channel": delivery.channel, "attempts": delivery.attempts,
             "reason": reason, "reservation_id": delivery.reservation_id}
@@ -297,7 +298,8 @@ def outcome(delivery: Delivery, reason: str | None = None) -> dict[str, Any]:
 
 def settle(session: Session, outbox: Events, result: Attempt, now: datetime, max_attempts: int = 6,
            retry_base_seconds: float = 30) -> Delivery:
-    delivery = session.get(Delivery, result.delivery_id, with_for_update=True)
+    # populate_existing: the claim is Core and leaves an object of an earlier round of this session as it was then
+    delivery = session.get(Delivery, result.delivery_id, with_for_update=True, populate_existing=True)
     if result.drop_as:
         delivery.status, delivery.last_error = result.drop_as, None
     elif result.error is None:
@@ -313,20 +315,21 @@ def settle(session: Session, outbox: Events, result: Attempt, now: datetime, max
     return delivery
 
 
-def mark_sent(session: Session, outbox: Events, delivery_ids: Sequence[str], now: datetime) -> list[Delivery]:
-    """`settle` for a batch of successes: one UPDATE … RETURNING for all of them, then their `notification_sent`."""
+def mark_sent(session: Session, outbox: Events, delivery_ids: Sequence[str], now: datetime) -> list[Any]:
+    """`settle` for a batch of successes: one UPDATE … RETURNING for all of them (rows, as `claim_due`), then their
+    `notification_sent`."""
     if not delivery_ids:
         return []
-    sent = session.scalars(
-        update(Delivery).where(Delivery.id.in_(delivery_ids)).values(status="sent", sent_at=now, last_error=None)
-        .returning(Delivery), execution_options={"synchronize_session": False, "populate_existing": True}).all()
+    sent = session.execute(
+        update(DELIVERIES).where(DELIVERIES.c.id.in_(delivery_ids)).values(status="sent", sent_at=now, last_error=None)
+        .returning(*DELIVERIES.c)).all()
     for delivery in sent:
         outbox.publish(session, "notification_sent", outcome(delivery))
     return list(sent)
 
 
 def isolated(session: Session, delivery_id: str, step: Callable[[], Any],
-             settled: list[Delivery] | None = None) -> bool:
+             settled: list[Any] | None = None) -> bool:
     """Run `step` in a savepoint: if it raises, only its own changes go, the round's other settlements stay. The
     delivery stays `sending` until its lease runs out, then is tried again (or failed at the attempt cap).
     What the step settled (a delivery, or a list of them) joins `settled` once the savepoint is released."""
@@ -342,11 +345,11 @@ def isolated(session: Session, delivery_id: str, step: Callable[[], Any],
 
 
 def settle_all(session: Session, outbox: Events, results: Sequence[Attempt], now: datetime, max_attempts: int = 6,
-               retry_base_seconds: float = 30) -> list[Delivery]:
+               retry_base_seconds: float = 30) -> list[Any]:
     """The outcome of a batch of attempts: the successes in bulk (one by one if the bulk fails), the rest (dropped,
     failed, to retry: few) one by one, each in its own savepoint. Returns the deliveries settled (their status
     says how: sent, failed, obsolete, or pending for a retry)."""
-    settled: list[Delivery] = []
+    settled: list[Any] = []
     sent = [r for r in results if r.error is None and not r.drop_as]
     if not isolated(session, "(a batch)", lambda: mark_sent(session, outbox, [r.delivery_id for r in sent], now),
                     settled):
