@@ -9,7 +9,7 @@ TEST_ARGS ?=
 # benchmarks run on it (services/common/deployment.py refuses it anywhere else).
 DEV := DRIVE_ENV=dev
 
-.PHONY: venv constraints up test test-unit lint bench bench-notifications bench-demand bench-appointments clean
+.PHONY: venv constraints up test test-unit lint bench bench-notifications bench-demand bench-appointments bench-board clean
 
 venv: $(VENV)/.installed
 
@@ -60,6 +60,13 @@ bench-demand: venv
 bench-appointments: venv
 	infra/test-servers.sh
 	$(DEV) $(BIN)/python bench/appointments.py --json
+
+# The board in Chromium: patron_arrived → shown, over 100 arrivals (BOARD_SOAK_MINUTES=60: then an hour across a
+# restart of the web service and of the bench's own broker node).
+BOARD_SOAK_MINUTES ?= 0
+bench-board: venv
+	infra/test-servers.sh
+	$(DEV) $(BIN)/python bench/board.py --soak-minutes $(BOARD_SOAK_MINUTES) --json
 
 clean:
 	rm -rf $(VENV) var

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from services import SERVICE_CLASSES, service_classes
+from services import DATABASES, SERVICE_CLASSES, service_classes
 from services.bibliobus.cli import app as bibliobus_app
 from services.common.api_client import DONE, EXIT_CODES, FINDING, UNREACHABLE, fail, table
 from services.common.settings import amqp_uri
@@ -27,7 +27,7 @@ app.add_typer(bibliobus_app, name="bibliobus")
 console = Console()
 err = Console(stderr=True)
 
-SERVICES = {"reservations": 8001, "inventory": 8002, "notifications": 8003, "bibliobus": 8004}
+SERVICES = {"reservations": 8001, "inventory": 8002, "notifications": 8003, "bibliobus": 8004, "web": 8005}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -67,7 +67,7 @@ def migrate_all() -> None:
     from services.common.migrate import upgrade
 
     (ROOT / "var").mkdir(exist_ok=True)
-    for service in SERVICES:
+    for service in DATABASES:
         try:
             upgrade(service, db_url(service))
         except Exception as exc:
@@ -81,11 +81,11 @@ def setup() -> None:
     from services.common.deployment import check_setup
     from services.common.messaging import declare_topology
 
-    check_setup({"AMQP_URI": amqp_uri(), **{f"{s.upper()}_DB_URL": db_url(s) for s in SERVICES}})
+    check_setup({"AMQP_URI": amqp_uri(), **{f"{s.upper()}_DB_URL": db_url(s) for s in DATABASES}})
     check_broker()
     migrate_all()
     queues = declare_topology(service_classes(), {"AMQP_URI": amqp_uri()})
-    console.print(f"migrated {len(SERVICES)} databases, declared {len(queues)} handler queues")
+    console.print(f"migrated {len(DATABASES)} databases, declared {len(queues)} handler queues")
 
 
 @app.command("demo-data")
@@ -154,6 +154,23 @@ def token(role: str = typer.Option("staff", help="patron, staff, analyst or ops"
     typer.echo(issue_token({}, role, card or name or f"{role}-cli", hours))
 
 
+@app.command("board-link")
+def board_link(pickup_point: str = typer.Option(..., "--pickup-point", help="the counter's pickup point id"),
+               hours: float = typer.Option(10, help="how long the link signs the counter in (a working day)"),
+               name: str = typer.Option("counter", help="who the board acts as (recorded as who claimed, handed "
+                                                        "over)")) -> None:
+    """Print the URL that opens a counter's live board signed in as staff (the embedded default's sign-in).
+
+    The staff token rides in the URL's fragment (after #): a browser never sends it to a server, so it is in no
+    access log; the page moves it into an HttpOnly cookie and out of the address bar. Base: WEB_URL."""
+    from services.common.auth import issue_token
+    from services.common.settings import setting
+
+    if not pickup_point.strip() or "/" in pickup_point or "#" in pickup_point:
+        fail(f"not a pickup point id: {pickup_point!r}", "see GET /pickup-points on reservations")
+    typer.echo(f"{setting(None, 'WEB_URL').rstrip('/')}/boards/{pickup_point}#{issue_token({}, 'staff', name, hours)}")
+
+
 def listen_address(service: str, env: Mapping[str, str] | None = None) -> tuple[str, int]:
     """Where the service will listen: its `*_ADDRESS` variable if set, else its config.yaml's default."""
     from services.configuration import yaml_variables
@@ -208,7 +225,7 @@ def up(demo: bool = typer.Option(True, help="load demo data when the catalogue i
     else:
         setup()
     env = dict(os.environ)
-    for service in SERVICES:
+    for service in DATABASES:
         env.setdefault(f"{service.upper()}_DB_URL", db_url(service))
     addresses = {name: listen_address(name, env) for name in SERVICES}
     stop = _Stop()

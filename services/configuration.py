@@ -15,10 +15,11 @@ from services.common.settings import COMMON, Setting, Settings
 from services.inventory.policy import SETTINGS as INVENTORY
 from services.notifications.policy import SETTINGS as NOTIFICATIONS
 from services.reservations.policy import SETTINGS as RESERVATIONS
+from services.web.policy import SETTINGS as WEB
 
 ROOT = Path(__file__).resolve().parent
-SERVICES = ("reservations", "inventory", "notifications", "bibliobus")
-TABLES: tuple[Settings, ...] = (COMMON, RESERVATIONS, INVENTORY, NOTIFICATIONS, BIBLIOBUS)
+SERVICES = ("reservations", "inventory", "notifications", "bibliobus", "web")
+TABLES: tuple[Settings, ...] = (COMMON, RESERVATIONS, INVENTORY, NOTIFICATIONS, BIBLIOBUS, WEB)
 # `KEY: !env_var "${VARIABLE:default}"` (or !raw_env_var): the lines of config.yaml nameko reads from the environment
 YAML_VARIABLE = re.compile(r'^\s*(?P<key>\w+): !(?:raw_)?env_var "\$\{(?P<variable>\w+):(?P<default>.*)\}"\s*$')
 # What nameko's own keys set (the YAML says where each comes from, not what it is).

@@ -29,13 +29,13 @@ def consumers(classes: Iterable[type]) -> Handled:
     """(source, type) → the services that handle it, read from their event-handler entrypoints."""
     from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 
-    from services.common.messaging import ReliableEventHandler
+    from services.common.messaging import BroadcastEventHandler, ReliableEventHandler
 
     handled: Handled = {}
     for cls in classes:
         for _, method in inspect.getmembers(cls, inspect.isfunction):
             for entrypoint in getattr(method, ENTRYPOINT_EXTENSIONS_ATTR, ()):
-                if isinstance(entrypoint, ReliableEventHandler):
+                if isinstance(entrypoint, ReliableEventHandler | BroadcastEventHandler):
                     names = handled.setdefault((entrypoint.source_service, entrypoint.event_type), [])
                     if cls.name not in names:
                         names.append(cls.name)

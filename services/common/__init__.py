@@ -13,8 +13,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _HOMES = {
-    "auth": ("ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM",
-             "Principal"),
+    "auth": ("ANALYST", "ANYONE", "ANYONE_OR_LINK", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF",
+             "TEAM", "Principal"),
     "batching": ("batch_event_handler", "first_deliveries", "once_each"),
     "clock": ("now",),
     "correlation": ("caused_by",),
@@ -22,7 +22,7 @@ _HOMES = {
     "envelope": ("Event",),
     "errors": ("Conflict", "DriveError", "Forbidden", "Invalid", "NotFound"),
     "http": ("route",),
-    "messaging": ("event_handler",),
+    "messaging": ("broadcast_handler", "event_handler"),
     "relay": ("Events", "OutboxRelay"),
     "reliability": ("InboxMixin", "OutboxMixin", "first_delivery", "once"),
     "service": ("Configured", "DriveService"),
@@ -32,10 +32,12 @@ _HOMES = {
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [  # the same names as _HOMES (tests/unit/test_common_kit.py checks it), literally for the linters
-    "ANALYST", "ANYONE", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM", "Principal",
+    "ANALYST", "ANYONE", "ANYONE_OR_LINK", "OPS", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "ROLES", "STAFF", "TEAM",
+    "Principal",
     "batch_event_handler", "first_deliveries", "once_each", "now", "caused_by", "Database", "insert_new", "is_postgres",
     "Event",
-    "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "event_handler", "Events", "OutboxRelay",
+    "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "broadcast_handler", "event_handler",
+    "Events", "OutboxRelay",
     "InboxMixin", "OutboxMixin", "first_delivery", "once", "Configured", "DriveService", "Setting", "Settings",
     "setting", "timer", "UtcDateTime",
 ]
@@ -51,6 +53,7 @@ if TYPE_CHECKING:  # what the type checker sees: the same names, eagerly
     from services.common.auth import (
         ANALYST,
         ANYONE,
+        ANYONE_OR_LINK,
         OPS,
         PATRON_OR_STAFF,
         PATRON_STAFF_OR_LINK,
@@ -66,7 +69,7 @@ if TYPE_CHECKING:  # what the type checker sees: the same names, eagerly
     from services.common.envelope import Event
     from services.common.errors import Conflict, DriveError, Forbidden, Invalid, NotFound
     from services.common.http import route
-    from services.common.messaging import event_handler
+    from services.common.messaging import broadcast_handler, event_handler
     from services.common.relay import Events, OutboxRelay
     from services.common.reliability import InboxMixin, OutboxMixin, first_delivery, once
     from services.common.service import Configured, DriveService

@@ -25,10 +25,11 @@ TOKEN_ROLES = ("patron", "staff", "analyst", "ops")  # the roles a JWT may carry
 RESERVATION_LINK = "reservation-link"  # the bearer of a ready message's link: one reservation, no login
 ROLES = (*TOKEN_ROLES, RESERVATION_LINK)
 # Who may call a route (`route(..., roles=...)`): each tuple names the roles, any one of which is enough.
-ANYONE = ROLES
+ANYONE = TOKEN_ROLES  # anyone signed in; not a patron link, which opens its own reservation's routes only
 PATRON_OR_STAFF = ("patron", "staff")
 # The routes a patron link opens, for its own reservation only: read it, "I'm here", book or move or give back a slot.
 PATRON_STAFF_OR_LINK = ("patron", "staff", RESERVATION_LINK)
+ANYONE_OR_LINK = ROLES  # the free slots, among which the patron page books or moves its slot
 STAFF = ("staff",)
 TEAM = ("staff", "analyst")  # the library's people: counter staff and the analysts who steer the tour
 ANALYST = ("analyst",)

@@ -7,6 +7,7 @@ service's container (before anything connects), and `drive setup` calls `refusal
   unless JWT_JWKS_URL is set (tokens are then checked with the identity provider's keys);
 - PATRON_LINK_SECRET the same (not empty, not the embedded default, 32 characters at least), JWKS or not: anyone who
   knows it can forge the link of a ready message, for any reservation;
+- WEB_SESSION_SECRET (the web service's cookie and CSRF key) the same, in the web service;
 - the broker URI must carry a password that is not a well-known default (guest, drive);
 - a database URL must be PostgreSQL with a password that is not a well-known default (drive, postgres). SQLite is
   the embedded default's database: one file on one machine, which replicas cannot share and nobody backs up, so
@@ -27,6 +28,7 @@ log = logging.getLogger("drive.deployment")
 DEV = "dev"
 DEV_JWT_SECRET: str = COMMON.default("JWT_SECRET")
 DEV_LINK_SECRET: str = COMMON.default("PATRON_LINK_SECRET")
+DEV_SESSION_SECRET = "drive-embedded-dev-session-secret-change-me"  # the web service's WEB_SESSION_SECRET default
 MIN_SECRET_LENGTH = 32
 DEFAULT_BROKER_PASSWORDS = frozenset({"guest", "drive"})
 DEFAULT_DATABASE_PASSWORDS = frozenset({"drive", "postgres"})
@@ -69,7 +71,7 @@ def unsafe_settings(values: Mapping[str, Any]) -> list[str]:
     """What in these resolved settings must not run outside dev, one short item each (what, then how to fix).
 
     Reads the keys present: JWT_SECRET (with JWT_JWKS_URL), PATRON_LINK_SECRET, AMQP_URI, DB_URL and every
-    `*_DB_URL`."""
+    `*_DB_URL`, WEB_SESSION_SECRET (None in a service that signs no cookie)."""
     problems = []
     secrets = []
     if "JWT_SECRET" in values and not values.get("JWT_JWKS_URL"):
@@ -78,6 +80,9 @@ def unsafe_settings(values: Mapping[str, Any]) -> list[str]:
     if "PATRON_LINK_SECRET" in values:
         secrets.append(("PATRON_LINK_SECRET", DEV_LINK_SECRET,
                         "set PATRON_LINK_SECRET to a random secret (openssl rand -hex 32)"))
+    if values.get("WEB_SESSION_SECRET") is not None:
+        secrets.append(("WEB_SESSION_SECRET", DEV_SESSION_SECRET,
+                        "set WEB_SESSION_SECRET to a random secret (openssl rand -hex 32)"))
     for key, dev_secret, fix in secrets:
         problem = _secret_problem(key, values.get(key) or "", dev_secret, fix)
         if problem:
@@ -88,7 +93,8 @@ def unsafe_settings(values: Mapping[str, Any]) -> list[str]:
             problems.append("AMQP_URI has no password: set the broker user's password in the URI")
         elif password in DEFAULT_BROKER_PASSWORDS:
             problems.append(f"AMQP_URI uses the well-known password {password!r}: set the broker user's own password")
-    for key in sorted(k for k in values if k == "DB_URL" or k.endswith("_DB_URL")):
+    # A service without a database (web) has no DB_URL at all: nothing to check there.
+    for key in sorted(k for k in values if (k == "DB_URL" or k.endswith("_DB_URL")) and values[k] is not None):
         problem = _database_problem(key, str(values.get(key) or ""))
         if problem:
             problems.append(problem)
@@ -116,7 +122,7 @@ def dev_warning(values: Mapping[str, Any]) -> str | None:
 def service_values(config: Mapping[str, Any]) -> dict[str, Any]:
     """The settings a service runs on, resolved as it reads them (config first, the environment, the default)."""
     return {key: setting(config, key) for key in ("JWT_SECRET", "JWT_JWKS_URL", "PATRON_LINK_SECRET", "AMQP_URI",
-                                                  "DB_URL")}
+                                                  "DB_URL", "WEB_SESSION_SECRET")}
 
 
 def check_start(values: Mapping[str, Any], environment: str | None, who: str) -> None:
@@ -155,26 +161,28 @@ def check_setup(values: Mapping[str, Any]) -> None:
 
 def setup_missing(service: str, db_url: str, config: Mapping[str, Any]) -> list[str]:
     """What `drive setup` has not done yet for this service: its database at the migrations' head, and every
-    handler queue of every service declared (the topology is declared last, after all the migrations)."""
+    handler queue of every service declared (the topology is declared last, after all the migrations). A service
+    without a database (web) waits for the queues alone."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
     from kombu import Connection
 
-    from services import service_classes
+    from services import DATABASES, service_classes
     from services.common.database import make_engine
     from services.common.messaging import handler_queues
     from services.common.migrate import alembic_config
 
     missing = []
-    heads = set(ScriptDirectory.from_config(alembic_config(service, db_url)).get_heads())
-    engine = make_engine(db_url, pool_size=1)
-    try:
-        with engine.connect() as connection:
-            current = set(MigrationContext.configure(connection).get_current_heads())
-    finally:
-        engine.dispose()
-    if current != heads:
-        missing.append(f"the {service} database is at {sorted(current) or 'no revision'}, not {sorted(heads)}")
+    if service in DATABASES:
+        heads = set(ScriptDirectory.from_config(alembic_config(service, db_url)).get_heads())
+        engine = make_engine(db_url, pool_size=1)
+        try:
+            with engine.connect() as connection:
+                current = set(MigrationContext.configure(connection).get_current_heads())
+        finally:
+            engine.dispose()
+        if current != heads:
+            missing.append(f"the {service} database is at {sorted(current) or 'no revision'}, not {sorted(heads)}")
     with Connection(setting(config, "AMQP_URI"), connect_timeout=5) as conn:
         for service_cls in service_classes():
             for queue in handler_queues(service_cls, dict(config)):

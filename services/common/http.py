@@ -120,6 +120,7 @@ def _schema(schema: type[Schema] | Schema | None) -> Schema | None:
 
 class Route(HttpRequestHandler):
     server = DriveWebServer()
+    documented = True  # in the service's OpenAPI document (the web service's HTML pages are not)
 
     def __init__(self, method: str, url: str, *, roles: tuple[str, ...] | None, body: Any = None,
                  query: Any = None, response: Any = None, status: int = 200, summary: str = "",

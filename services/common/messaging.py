@@ -8,12 +8,13 @@ A message that can never succeed (it does not fit its schema) goes there at once
 
 import inspect
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import eventlet
 from kombu import Connection, Exchange, Queue
 from marshmallow import ValidationError
-from nameko.events import SERVICE_POOL, EventHandler, get_event_exchange
+from nameko.events import BROADCAST, SERVICE_POOL, EventHandler, get_event_exchange
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from nameko.messaging import QueueConsumer
 
@@ -125,6 +126,47 @@ class ReliableEventHandler(EventHandler):
 
 
 event_handler = ReliableEventHandler.decorator
+
+
+class ResumingQueueConsumer(QueueConsumer):
+    """The consumer of the broadcast queues: after the broker connection came back (a broker restart, a network cut),
+    it tells each handler's `resumed` listeners, since what was broadcast meanwhile went nowhere (the queues are
+    deleted with their connection)."""
+
+    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
+        resumed = self._consumers_ready.ready()  # ready already: this is a reconnection, not the start
+        super().on_consume_ready(connection, channel, consumers, **kwargs)
+        if resumed:
+            log.warning("broadcasts resumed after a broker reconnection: what was said meanwhile is lost")
+            for provider in list(self._providers):
+                for listener in getattr(provider, "resumed", ()):
+                    listener()
+
+
+class BroadcastEventHandler(EventHandler):
+    """`@broadcast_handler(source, type)`: every process of the service hears every event, on a queue of its own
+    (exclusive, deleted with its connection), and the method receives the validated `Event`. For what a process
+    keeps in memory only (the web service's open streams), never for effects: a process that is down misses what
+    was said meanwhile, and whatever it feeds must heal itself from the APIs (a board re-fetches on reconnect).
+    `resumed`: callables run after a broker reconnection (the same loss, the process staying up)."""
+
+    queue_consumer = ResumingQueueConsumer()
+
+    def __init__(self, source_service: str, event_type: str, **kwargs: Any) -> None:
+        super().__init__(source_service, event_type, handler_type=BROADCAST, reliable_delivery=False, **kwargs)
+        self.resumed: list[Callable[[], None]] = []
+
+    def handle_message(self, body: Any, message: Any) -> None:
+        try:
+            event = REGISTRY.read(body)
+        except PermanentFailure as exc:  # nothing to retry on a queue of one process: dropped, and said so
+            log.warning("dropping malformed broadcast", extra={"reason": str(exc), "event_type": self.event_type})
+            self.queue_consumer.ack_message(message)
+            return
+        super().handle_message(event, message)
+
+
+broadcast_handler = BroadcastEventHandler.decorator
 
 
 def attempt_of(message: Any) -> int:

@@ -54,12 +54,13 @@ class WorkerLogContext(DependencyProvider):
 
 
 class ServiceProbe(DependencyProvider):
-    """Health of what the service depends on: its database, the broker, its outbox."""
+    """Health of what the service depends on: its database and its outbox when it has them (the web service has
+    neither: it keeps no state of its own), the broker always."""
 
     def setup(self) -> None:
-        self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
+        self.database = next((d for d in self.container.dependencies if isinstance(d, Database)), None)
         self.relay = next((d for d in self.container.dependencies if isinstance(d, OutboxRelay)), None)
-        self.routes = lambda: [e for e in self.container.entrypoints if isinstance(e, Route)]
+        self.routes = lambda: [e for e in self.container.entrypoints if isinstance(e, Route) and e.documented]
 
     def get_dependency(self, worker_ctx: Any) -> "ServiceProbe":
         return self
@@ -67,25 +68,26 @@ class ServiceProbe(DependencyProvider):
     def check(self) -> tuple[bool, dict[str, Any]]:
         """The full report (`/health`, read by `drive check`): readiness and the outbox."""
         healthy, checks = self.ready()
-        if self.relay is not None and checks["database"] == "ok":
+        if self.relay is not None and checks.get("database") == "ok":
             checks["outbox_stuck"] = self.relay.publisher.pending(older_than_seconds=60)
         return healthy, checks
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Ready for traffic: the database and the broker answer."""
+        """Ready for traffic: the database (if any) and the broker answer."""
         checks: dict[str, Any] = {}
-        try:
-            self.database.ping()
-            checks["database"] = "ok"
-        except Exception as exc:  # health reports, never raises
-            checks["database"] = f"unreachable: {exc.__class__.__name__}"
+        if self.database is not None:
+            try:
+                self.database.ping()
+                checks["database"] = "ok"
+            except Exception as exc:  # health reports, never raises
+                checks["database"] = f"unreachable: {exc.__class__.__name__}"
         try:
             with Connection(amqp_uri(self.container.config), connect_timeout=3) as conn:
                 conn.ensure_connection(max_retries=1)
             checks["broker"] = "ok"
         except Exception as exc:
             checks["broker"] = f"unreachable: {exc.__class__.__name__}"
-        return checks["database"] == "ok" and checks["broker"] == "ok", checks
+        return all(value == "ok" for value in checks.values()), checks
 
     def openapi(self) -> dict[str, Any]:
         return build_openapi(f"Drive {self.container.service_name}", self.routes(),
@@ -108,7 +110,8 @@ class Configured(DependencyProvider, Generic[T]):
 
 class DriveService:
     """Base of the service classes: subclasses set `name`, `db`, `outbox`, and `path_ids` (the fields that check
-    their routes' path ids, by name)."""
+    their routes' path ids, by name). `db` and `outbox` are optional: a service without state of its own (web)
+    sets neither, and its health checks the broker alone."""
 
     name: str
 

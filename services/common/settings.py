@@ -86,4 +86,6 @@ COMMON = Settings(
     Setting("EVENT_BATCH_LINGER_SECONDS", 0.05, float, "how long a batch handler waits for a batch to fill"),
     Setting("EVENT_BATCH_PREFETCH", 1000, int, "messages a batch handler's consumer holds unacknowledged"),
     Setting("OUTBOX_SWEEP_SECONDS", 2.0, float, "how often the relay looks for outbox rows committed elsewhere"),
+    Setting("DRIVE_TIMEZONE", "Europe/Paris", str,
+            "the zone of the drive's local days and hours (reservations' calendar, the web pages' clocks)"),
 )

@@ -24,7 +24,6 @@ SETTINGS = Settings(
     Setting("OPENING_WEEKDAYS", "2,3,4,5,6", str, "the network's opening weekdays (1 = Monday)"),
     Setting("DRIVE_OPENING_HOURS", "10:00-12:30,14:00-18:00", str,
             "drive hours, on the opening weekdays, of a pickup point without hours of its own"),
-    Setting("DRIVE_TIMEZONE", "Europe/Paris", str, "the zone of the drive's local days and hours"),
     Setting("SLOT_MINUTES", 15, int, "appointment slots' length, unless a pickup point sets its own"),
     Setting("SLOT_CAPACITY", 3, int, "patrons per appointment slot, unless a pickup point sets its own"),
 )

@@ -7,6 +7,7 @@ from sqlalchemy import select
 import services.events  # noqa: F401  (the event catalogue this service speaks: fills the registry)
 from services.common import (
     ANYONE,
+    ANYONE_OR_LINK,
     OPS,
     PATRON_OR_STAFF,
     PATRON_STAFF_OR_LINK,
@@ -213,7 +214,7 @@ class ReservationsService(DriveService):
         with self.db.begin():
             return pickup_points.reopen_day(self.db, closed_day_id)
 
-    @route("GET", "/pickup-points/<point_id>/slots", roles=ANYONE, query=DayRangeSchema,
+    @route("GET", "/pickup-points/<point_id>/slots", roles=ANYONE_OR_LINK, query=DayRangeSchema,
            response=SlotSchema(many=True), summary="Coming appointment slots of a pickup point, with free places")
     def list_slots(self, request, principal, point_id, query):
         with self.db.begin():

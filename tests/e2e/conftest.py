@@ -17,6 +17,7 @@ import requests
 from nameko.testing.utils import find_free_port
 from sqlalchemy.orm import Session
 
+from services import DATABASES
 from services.bibliobus.service import BibliobusService
 from services.check import Report, audit_until_clean
 from services.cli import SERVICE_CLASSES
@@ -109,9 +110,11 @@ class Processes:
         return started
 
     def _launch(self, service: str, env: dict[str, str]) -> Replica:
-        port = find_free_port()
-        environ = {**os.environ, "AMQP_URI": self.amqp_uri, f"{service.upper()}_DB_URL": self.urls[service],
-                   f"{service.upper()}_ADDRESS": f"127.0.0.1:{port}", "LOG_LEVEL": "WARNING",
+        # A test may give the address (a process restarted where its clients expect it); else a free port.
+        address = env.get(f"{service.upper()}_ADDRESS") or f"127.0.0.1:{find_free_port()}"
+        database = {f"{service.upper()}_DB_URL": self.urls[service]} if service in DATABASES else {}
+        environ = {**os.environ, "AMQP_URI": self.amqp_uri, **database,
+                   f"{service.upper()}_ADDRESS": address, "LOG_LEVEL": "WARNING",
                    "OUTBOX_SWEEP_SECONDS": "0.5", "EVENT_RETRY_BASE_SECONDS": "0.05", **TIMERS, **env}
         log_path = self.log_dir / f"{service}-{self.launched}.log"
         self.launched += 1
@@ -119,7 +122,7 @@ class Processes:
             proc = subprocess.Popen([sys.executable, "-m", "nameko", "run", "--config",
                                      str(ROOT / "services" / service / "config.yaml"), SERVICE_CLASSES[service]],
                                     cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
-        return Replica(f"http://127.0.0.1:{port}", proc, log_path)
+        return Replica(f"http://{address}", proc, log_path)
 
     def replicas(self) -> list[tuple[str, Replica]]:
         return [(s.name, r) for s in self.services for r in s.replicas]

@@ -2,31 +2,14 @@
 across the two reservations processes; a selection asked by phone, claimed by one of ten members of staff at once,
 prepared, booked, "I'm here", handed over."""
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import func, select
 
-from services.reservations.models import Appointment, Line, PickupSlot, Reservation
-from tests.e2e.helpers import import_catalogue, scalar
+from services.reservations.models import Appointment, PickupSlot
+from tests.e2e.helpers import import_catalogue, scalar, seed_ready
 from tests.helpers import EVERY_DAY, PARIS, coming_slots, wait_for
-
-
-def seed_ready(url: str, count: int, point: str) -> list[str]:
-    """Ready reservations written straight to the database: the race is about slots, not allocation."""
-    now = datetime.now(UTC)
-    rows = [{"id": str(uuid.uuid4()), "patron": f"R{n:04d}", "pickup_point_id": point, "status": "ready",
-             "channel": "web", "placed_at": now, "ready_at": now, "pickup_deadline": now + timedelta(days=20)}
-            for n in range(count)]
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(insert(Reservation), rows)
-        conn.execute(insert(Line), [{"id": str(uuid.uuid4()), "reservation_id": r["id"], "position": 0,
-                                     "title_id": "t", "title": "Titre", "material": "book", "status": "allocated",
-                                     "needs_transfer": False} for r in rows])
-    engine.dispose()
-    return [r["id"] for r in rows]
 
 
 def test_hundred_bookings_race_for_three_places_across_two_processes(system, token):

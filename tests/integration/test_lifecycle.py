@@ -18,6 +18,7 @@ from kombu import Connection, Exchange, Producer
 from nameko.testing.utils import find_free_port
 from sqlalchemy import create_engine, func, select
 
+from services import DATABASES
 from services.cli import SERVICE_CLASSES, SERVICES
 from services.common.envelope import REGISTRY
 from services.common.messaging import declare_topology
@@ -49,7 +50,7 @@ class Service:
     def __init__(self, name: str, tmp_path: Path, amqp_uri: str, **env: str) -> None:
         self.name, self.port = name, find_free_port()
         self.db_url = f"sqlite:///{tmp_path / f'{name}.db'}"
-        if not (tmp_path / f"{name}.db").exists():
+        if name in DATABASES and not (tmp_path / f"{name}.db").exists():
             upgrade(name, self.db_url)
         self.log_path = tmp_path / f"{name}-{time.monotonic_ns()}.log"
         environ = {**os.environ, "DRIVE_ENV": "dev", "AMQP_URI": amqp_uri, f"{name.upper()}_DB_URL": self.db_url,

@@ -153,7 +153,7 @@ def test_a_link_opens_its_own_reservation_only_and_no_other_route_of_any_service
                     continue  # open to all (health, metrics, this document): no token is read
                 roles = operation["description"].removeprefix("Roles: ").rstrip(".").split(", ")
                 if RESERVATION_LINK in roles:
-                    continue  # its five routes, above, and those open to anyone (the slots, the calendar)
+                    continue  # its five routes, above, and the free slots its page books among
                 path = re.sub(r"\{([^}]+)\}", lambda m: values.get(m.group(1), "x1"), template)
                 answer = client.call(method.upper(), path, headers=link)
                 assert answer.status_code == 403, (name, method, template, answer.status_code, answer.text)

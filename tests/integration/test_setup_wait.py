@@ -27,3 +27,11 @@ def test_setup_missing_names_an_unmigrated_database(make_database, rabbit_config
     declare_topology(service_classes(), config)
     missing = setup_missing("bibliobus", url, config)
     assert missing == [missing[0]] and "the bibliobus database is at no revision" in missing[0]
+
+
+def test_the_web_service_has_no_database_and_waits_for_the_topology_alone(rabbit_config):
+    config = {"AMQP_URI": rabbit_config["AMQP_URI"]}
+    missing = setup_missing("web", "", config)
+    assert missing and all(m.startswith("queue evt-") for m in missing)  # the other services' queues, no database
+    declare_topology(service_classes(), config)
+    assert setup_missing("web", "", config) == []

@@ -122,3 +122,14 @@ def test_drive_up_sends_one_sigterm_and_kills_who_outlives_the_grace_period(monk
     took = time.monotonic() - started
     assert polite.returncode == -signal.SIGTERM and stubborn.returncode == -signal.SIGKILL
     assert 1.5 <= took < 5
+
+
+def test_board_link_is_the_web_url_with_a_staff_token_in_its_fragment(monkeypatch):
+    monkeypatch.setenv("WEB_URL", "https://drive.bibliotheque.test/")
+    answer = runner.invoke(cli.app, ["board-link", "--pickup-point", "central-adult", "--hours", "2"])
+    assert answer.exit_code == 0, answer.output
+    page, _, token = answer.output.strip().partition("#")
+    assert page == "https://drive.bibliotheque.test/boards/central-adult"
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["role"] == "staff" and claims["exp"] - claims["iat"] == 2 * 3600
+    assert runner.invoke(cli.app, ["board-link", "--pickup-point", "a/b"]).exit_code == REFUSED

@@ -22,6 +22,8 @@ def test_a_tool_reading_settings_loads_neither_nameko_nor_eventlet():
 
 
 def test_the_role_tuples_name_declared_roles_only():
-    for name in ("ANYONE", "PATRON_OR_STAFF", "STAFF", "TEAM", "ANALYST", "OPS"):
+    for name in ("ANYONE", "ANYONE_OR_LINK", "PATRON_OR_STAFF", "PATRON_STAFF_OR_LINK", "STAFF", "TEAM", "ANALYST",
+                 "OPS"):
         assert set(getattr(common, name)) <= set(common.ROLES), name
-    assert common.ANYONE == common.ROLES
+    # "Anyone" is anyone signed in: a patron link opens only the routes that name it.
+    assert "reservation-link" not in common.ANYONE and common.ANYONE_OR_LINK == common.ROLES

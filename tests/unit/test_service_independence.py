@@ -25,7 +25,7 @@ def _services_imported(path: Path) -> set[str]:
 
 
 def test_the_services_are_found():
-    assert NAMES == ["bibliobus", "inventory", "notifications", "reservations"]
+    assert NAMES == ["bibliobus", "inventory", "notifications", "reservations", "web"]
 
 
 def test_no_service_imports_another():
