@@ -305,6 +305,17 @@ def rotate_sink(sink: Path, suffix: str) -> None:
             (sink / name).rename(sink / f"{name}.{suffix}")
 
 
+def rss_mb(pid: int) -> float | None:
+    """The process's resident set (VmRSS, /proc), in MB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen:
     return subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(pid), "-d", str(seconds), "-f", "raw",
                              "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -418,6 +429,7 @@ def main() -> int:
             "waiting for the deliveries")
         wait_until_sent(engine, len(warm) + len(messages), args.timeout)
         cpu("end")
+        rss = {name: rss_mb(proc.pid) for name, _, proc, _ in services.procs}  # after the run, before the stop
         result = outcome(engine, burst)
         sink_figures = read_sink(sink, sent_delivery_ids(engine, burst.event_ids))
         log(f"notifications: {result.sent} sent in {result.span_s} s; now the raw pika baseline")
@@ -450,6 +462,8 @@ def main() -> int:
                  ", ".join(f"{q}={d}" for q, d in depths.items()) or "none",
              "service warnings/errors while measured": str(sum(len(v) for v in problems.values())),
              **cpu_rows,
+             **{f"RSS {name} MB (after the run)": f"{mb:.1f}" if mb is not None else "gone"
+                for name, mb in rss.items()},
              "whole run s": f"{time.monotonic() - started:.0f}"}
     if args.py_spy:
         flame = results / "notifications.pyspy.txt"

@@ -80,6 +80,11 @@ def evaluate_stops(session: Session, outbox: Events, policy: Policy, now: dateti
     stops = lock_stops(session, ids)
     now = max(now, clock.now())
     net = network(session, policy)
+    if not round_:  # stops a signal cannot change are not counted (locked all the same, and read once locked)
+        stops = [stop for stop in stops if not domain.settled(state_of(stop), net.for_stop(stop))]
+        if not stops:
+            return []
+        ids = [stop.id for stop in stops]
     demand = demand_by_stop(session, now, net.window_days, ids)
     pending = pending_by_stop(session, ids)
     switched = []
@@ -87,7 +92,8 @@ def evaluate_stops(session: Session, outbox: Events, policy: Policy, now: dateti
         thresholds = net.for_stop(stop)
         figure = demand.get(stop.id, 0)
         verdict = domain.evaluate(state_of(stop), figure, pending.get(stop.id, 0), thresholds, round_)
-        stop.rounds_below = verdict.state.rounds_below
+        if stop.rounds_below != verdict.state.rounds_below:
+            stop.rounds_below = verdict.state.rounds_below
         if round_ or verdict.changed:  # a stop's row is written by rounds and switches, not at every signal
             stop.demand, stop.evaluated_at = figure, now
         if verdict.changed:

@@ -4,10 +4,12 @@ thresholds. Plain functions on plain values (the bench replays 90 days of 100,00
 The replay evaluates once a day, at the end of the day (local time), so `consecutive` counts days there;
 it starts with every stop closed and under the rule (no override), and knows no pending reservation."""
 
-from collections import Counter
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import accumulate
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 from services.bibliobus.domain import Signal, StopState, Thresholds, evaluate
@@ -34,24 +36,23 @@ def day_ends(days: Sequence[date], timezone: str) -> list[datetime]:
     return [datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(UTC) for day in days]
 
 
-def demand_by_day(signals: Sequence[Signal], ends: Sequence[datetime], window_days: int) -> list[int]:
+def demand_by_day(signals: Iterable[Signal], ends: Sequence[datetime], window_days: int) -> list[int]:
     """Distinct patrons in the window ending at each of `ends` (ascending), for one stop's signals sorted by
-    time: one pass with a sliding window, whatever the number of days."""
+    time. A signal counts for the ends in [its time, its time + window): a run of days found by bisection, so each
+    signal costs two look-ups whatever the number of days, and a patron's runs are merged (asking twice in a
+    window counts once): +1 where a patron's coverage starts, -1 where it stops, summed day by day."""
     window = timedelta(days=window_days)
-    counts: Counter[str] = Counter()
-    lo = hi = 0
-    demand = []
-    for end in ends:
-        while hi < len(signals) and signals[hi].at <= end:
-            counts[signals[hi].patron] += 1
-            hi += 1
-        while lo < hi and signals[lo].at <= end - window:
-            counts[signals[lo].patron] -= 1
-            if not counts[signals[lo].patron]:
-                del counts[signals[lo].patron]
-            lo += 1
-        demand.append(len(counts))
-    return demand
+    change = [0] * (len(ends) + 1)
+    covered: dict[str, int] = {}  # per patron: the first day its signals so far no longer count for
+    for signal in signals:
+        start = bisect_left(ends, signal.at)  # the first end at or after the signal
+        stop = bisect_left(ends, signal.at + window)  # the first end the signal is too old for
+        start = max(start, covered.get(signal.patron, 0))
+        if stop > start:  # sorted by time: `stop` never decreases, so each patron's coverage grows at its end
+            change[start] += 1
+            change[stop] -= 1
+            covered[signal.patron] = stop
+    return list(accumulate(change[:-1]))
 
 
 def opened_days(demand: Iterable[int], thresholds: Thresholds) -> list[bool]:
@@ -77,9 +78,25 @@ def replay(signals: Iterable[Signal], stop_ids: Iterable[str], days: Sequence[da
         if signal.stop_id in by_stop:
             by_stop[signal.stop_id].append(signal)
     ends = day_ends(days, timezone)
-    result = []
+    demand = {}
     for stop_id, stop_signals in by_stop.items():
-        stop_signals.sort(key=lambda s: s.at)
-        demand = demand_by_day(stop_signals, ends, window_days)
-        result.append(StopReplay(stop_id, demand, opened_days(demand, thresholds[stop_id])))
-    return result
+        stop_signals.sort(key=attrgetter("at"))
+        demand[stop_id] = demand_by_day(stop_signals, ends, window_days)
+    return judge(demand, thresholds)
+
+
+def judge(demand: Mapping[str, list[int]], thresholds: Mapping[str, Thresholds]) -> list[StopReplay]:
+    """Per stop, in the order given: whether the rule would have opened it, day by day, on its demand series."""
+    return [StopReplay(stop_id, series, opened_days(series, thresholds[stop_id])) for stop_id, series in demand.items()]
+
+
+def demand_of_runs(runs: Iterable[tuple[str, int, int, int]], stop_ids: Iterable[str], days: int,
+                   ) -> dict[str, list[int]]:
+    """Demand series from (stop, first day, day after the last, patrons) rows: the days each patron's merged
+    signals count for, as `demand_by_day` finds them (what `views.demand_by_day_per_stop` reads from PostgreSQL)."""
+    change = {stop_id: [0] * (days + 1) for stop_id in stop_ids}
+    for stop_id, start, stop, patrons in runs:
+        if stop_id in change:
+            change[stop_id][start] += patrons
+            change[stop_id][stop] -= patrons
+    return {stop_id: list(accumulate(series[:-1])) for stop_id, series in change.items()}

@@ -5,6 +5,7 @@ to which address, how long to wait before trying again. Plain functions: no name
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -92,13 +93,25 @@ def gsm_friendly(text: str) -> str:
     return text.translate(_GSM_TWINS)
 
 
+@cache
+def _gsm_septets(char: str) -> int:
+    """Septets of one character in GSM-7 (2 for an extension character), 0 if it has none. The codec maps each
+    character on its own, so a text's length is the sum of its characters'; the codec is pure Python and slow,
+    so it is asked once per character rather than once per message and per fitting attempt."""
+    try:
+        return len(char.encode("gsm03.38"))
+    except UnicodeEncodeError:
+        return 0
+
+
 def sms_segments(text: str) -> int:
     """How many SMS a text takes: GSM-7 (extension characters count double) or, with any character outside
     it (ê, â, î, ô, û, ç…), UCS-2 for the whole text."""
-    try:
-        septets = len(text.encode("gsm03.38"))
+    lengths = [_gsm_septets(char) for char in set(text)]
+    if 0 not in lengths:
+        septets = sum(_gsm_septets(char) for char in text)
         single, part = GSM_SINGLE, GSM_PART
-    except UnicodeEncodeError:
+    else:
         septets = len(text.encode("utf-16-be")) // 2
         single, part = UCS2_SINGLE, UCS2_PART
     if septets <= single:

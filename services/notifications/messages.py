@@ -4,7 +4,7 @@ named by NOTIFY_TEMPLATES_DIR, laid out the same way, overrides any of them with
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -49,6 +49,18 @@ def facts(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
             **{key: data.get(key) for key in PASSED_ON}}
 
 
+# babel parses its pattern and looks its locale up at each call, which costs more than the rest of a message;
+# a morning's messages share a few deadlines and slots, so each moment is formatted once per language.
+@lru_cache(maxsize=4096)
+def _formatted(moment: datetime, pattern: str, zone: ZoneInfo, locale: str) -> str:
+    return format_datetime(moment, pattern, tzinfo=zone, locale=locale)
+
+
+@lru_cache(maxsize=4096)
+def _day(moment: datetime, zone: ZoneInfo, locale: str) -> str:
+    return format_date(moment.astimezone(zone), "d MMMM", locale=locale)
+
+
 class Templates:
     def __init__(self, override_dir: str | None = None, zone: str = "Europe/Paris",
                  patron_app_url: str = PATRON_APP_URL,
@@ -68,10 +80,10 @@ class Templates:
         return datetime.fromisoformat(value) if isinstance(value, str) else value
 
     def _when(self, value: Any, language: str) -> str:
-        return format_datetime(self._moment(value), MOMENT[language], tzinfo=self.zone, locale=LOCALES[language])
+        return _formatted(self._moment(value), MOMENT[language], self.zone, LOCALES[language])
 
     def _clock(self, value: Any, language: str) -> str:
-        return format_datetime(self._moment(value), CLOCK[language], tzinfo=self.zone, locale=LOCALES[language])
+        return _formatted(self._moment(value), CLOCK[language], self.zone, LOCALES[language])
 
     @pass_context
     def _arrival_link(self, context: Context, reservation_id: str) -> str:
@@ -82,8 +94,7 @@ class Templates:
         return f"{self.app_url}/r#{self.link_token(reservation_id, until)}"
 
     def _day(self, value: Any, language: str) -> str:
-        local = self._moment(value).astimezone(self.zone)
-        return format_date(local, "d MMMM", locale=LOCALES[language])
+        return _day(self._moment(value), self.zone, LOCALES[language])
 
     def render(self, event_type: str, channel: str, language: str, known: Mapping[str, Any]) -> tuple[str | None, str]:
         """(subject, body) for an e-mail; (None, text within two SMS) for an SMS."""

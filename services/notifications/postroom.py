@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from services.common.correlation import caused_by
+from services.common.database import is_postgres
 from services.common.envelope import Event
 from services.common.errors import Conflict
 from services.common.relay import Events
@@ -34,15 +36,24 @@ def contact_of(record: Any) -> domain.Contact:
 
 def learn(session: Session, event: Event) -> None:
     """Keep what later decides whether a waiting message still holds."""
-    data = event.data
-    status = domain.RESERVATION_STATUS.get(event.type)
-    if status and data.get("reservation_id"):
-        upsert_state(session, data["reservation_id"], status, event.occurred_at)
-    if event.type == "item_returned":
-        session.merge(CopyReturn(barcode=data["barcode"], returned_at=data["returned_at"]))
-    if event.type == "continuity_policy_changed":
-        value = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
-        session.merge(PolicyState(name="continuity", value=value))
+    learn_all(session, [event])
+
+
+def learn_all(session: Session, events: Sequence[Event]) -> None:
+    """`learn` for a batch, in its order: the reservations' latest states in one statement."""
+    states: dict[str, tuple[str, datetime]] = {}
+    for event in events:
+        data = event.data
+        status = domain.RESERVATION_STATUS.get(event.type)
+        if status and data.get("reservation_id"):
+            states.pop(data["reservation_id"], None)  # the later event of a reservation wins, as one by one
+            states[data["reservation_id"]] = (status, event.occurred_at)
+        if event.type == "item_returned":
+            session.merge(CopyReturn(barcode=data["barcode"], returned_at=data["returned_at"]))
+        if event.type == "continuity_policy_changed":
+            value = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+            session.merge(PolicyState(name="continuity", value=value))
+    upsert_states(session, states)
 
 
 # One statement, the same on PostgreSQL and SQLite, and written out: SQLAlchemy never caches the compiled form of
@@ -51,11 +62,30 @@ UPSERT_STATE = text(
     "INSERT INTO reservation_states (reservation_id, status, updated_at) VALUES (:id, :status, :at) "
     "ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"
 ).bindparams(bindparam("at", type_=UtcDateTime()))
+# A batch's form on PostgreSQL: the rows as three arrays. One row per reservation: PostgreSQL refuses to update a
+# row twice in one statement.
+UPSERT_STATES_PG = text(
+    "INSERT INTO reservation_states (reservation_id, status, updated_at) "
+    "SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]), CAST(:ats AS timestamptz[])) "
+    "ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at")
 
 
 def upsert_state(session: Session, reservation_id: str, status: str, at: datetime) -> None:
     """The reservation's latest status, in one round trip."""
     session.execute(UPSERT_STATE, {"id": reservation_id, "status": status, "at": at})
+
+
+def upsert_states(session: Session, states: Mapping[str, tuple[str, datetime]]) -> None:
+    """The reservations' latest statuses: one round trip on PostgreSQL (the rows as three arrays, `unnest`ed: one
+    statement whatever the batch's size, compiled once), one `executemany` on SQLite (no round trips there)."""
+    if not states:
+        return
+    if len(states) == 1 or not is_postgres(session):
+        session.execute(UPSERT_STATE, [{"id": id_, "status": status, "at": at}
+                                       for id_, (status, at) in states.items()])
+        return
+    session.execute(UPSERT_STATES_PG, {"ids": list(states), "statuses": [status for status, _ in states.values()],
+                                       "ats": [at for _, at in states.values()]})
 
 
 def reminders_suspended(session: Session, now: datetime) -> bool:
@@ -66,12 +96,36 @@ def reminders_suspended(session: Session, now: datetime) -> bool:
 def record(session: Session, outbox: Events, templates: Templates, quiet: domain.QuietHours, event: Event,
            now: datetime) -> list[Delivery]:
     """One delivery per channel the patron can be reached on, recorded before any attempt."""
-    learn(session, event)
-    if not domain.should_announce(event.type, event.data) or not event.data.get("patron"):
+    return record_all(session, outbox, templates, quiet, [event], now)
+
+
+def record_all(session: Session, outbox: Events, templates: Templates, quiet: domain.QuietHours,
+               events: Sequence[Event], now: datetime) -> list[Delivery]:
+    """`record` for a batch of events, in their order: one query for the patrons' contacts and one multi-row INSERT
+    for the deliveries, whatever the batch's size, rather than both per event."""
+    learn_all(session, events)
+    told = [e for e in events if domain.should_announce(e.type, e.data) and e.data.get("patron")]
+    if not told:
         return []
+    patrons = {e.data["patron"] for e in told}
+    contacts = {row.card: row for row in session.execute(select(CONTACTS).where(CONTACTS.c.card.in_(patrons)))}
+    created, rows = [], []
+    for event in told:
+        delivery = _delivery_of(session, outbox, templates, quiet, event, contacts.get(event.data["patron"]), now)
+        if isinstance(delivery, Delivery):
+            created.append(delivery)
+        else:
+            rows.extend(delivery)
+    if rows:
+        session.execute(insert(DELIVERIES), rows)  # Core, multi-row: the ORM unit of work costs more than the INSERT
+        created.extend(Delivery(**row) for row in rows)
+    return created
+
+
+def _delivery_of(session: Session, outbox: Events, templates: Templates, quiet: domain.QuietHours, event: Event,
+                 record_: Any, now: datetime) -> Delivery | list[dict[str, Any]]:
+    """The rows to insert for one event (one per channel), or the failure recorded at once (no contact)."""
     patron = event.data["patron"]
-    known = facts(event.type, event.data)
-    record_ = session.execute(select(CONTACTS).where(CONTACTS.c.card == patron)).first()
     base = {"event_id": event.id, "event_type": event.type, "announced_at": event.occurred_at, "patron": patron,
             "reservation_id": event.data.get("reservation_id"), "barcode": event.data.get("barcode"),
             "subject_key": domain.subject_of(event.type, event.data), "amends": domain.amends(event.type, event.data)}
@@ -79,26 +133,27 @@ def record(session: Session, outbox: Events, templates: Templates, quiet: domain
         delivery = Delivery(id=str(uuid.uuid4()), channel="none", status="failed", attempts=0,
                             last_error=domain.unreachable_reason(contact_of(record_) if record_ else None), **base)
         session.add(delivery)
-        outbox.publish(session, "notification_failed", outcome(delivery, "no_contact"))
-        return [delivery]
+        with caused_by(event):  # in a batch too, the failure is the consequence of its own event
+            outbox.publish(session, "notification_failed", outcome(delivery, "no_contact"))
+        return delivery
     contact = contact_of(record_)
+    known = facts(event.type, event.data)
     suppressed = event.type == "loan_overdue" and reminders_suspended(session, now)
-    created = []
+    rows = []
     for channel in domain.channels_for(contact):
         subject, body = templates.render(event.type, channel, contact.language, known)
         due = quiet.next_allowed(now) if channel == "sms" else now
-        row = dict(id=str(uuid.uuid4()), channel=channel, recipient=contact.email if channel == "email"
-                   else contact.phone, subject=subject, body=body, attempts=0, next_attempt_at=due,
-                   held_for_quiet_hours=due > now, status="suppressed" if suppressed else "pending",
-                   created_at=now, **base)
-        session.execute(insert(DELIVERIES), row)  # Core: the ORM unit of work costs more than the INSERT itself
-        created.append(Delivery(**row))
-    return created
+        rows.append(dict(id=str(uuid.uuid4()), channel=channel, recipient=contact.email if channel == "email"
+                         else contact.phone, subject=subject, body=body, attempts=0, next_attempt_at=due,
+                         held_for_quiet_hours=due > now, status="suppressed" if suppressed else "pending",
+                         created_at=now, **base))
+    return rows
 
 
-def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Delivery]:
+def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Any]:
     """Due deliveries, claimed with SKIP LOCKED and leased, so two replicas never send the same one. One statement
-    (UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING), not one UPDATE per claimed row. A delivery
+    (UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING), not one UPDATE per claimed row. Rows with
+    the columns of `Delivery`, read-only (Core: an ORM object per claimed row cost more than the claim). A delivery
     waits while an earlier one of its patron is unsettled: a patron's messages go out in the order of their events
     (a retry or a night's wait is not overtaken)."""
     earlier = aliased(Delivery)
@@ -106,22 +161,22 @@ def claim_due(session: Session, now: datetime, limit: int = 200) -> list[Deliver
                                        earlier.announced_at < Delivery.announced_at).exists())
     due = (select(Delivery.id).where(Delivery.status.in_(UNSETTLED), Delivery.next_attempt_at <= now, ~behind)
            .order_by(Delivery.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
-    claimed = session.scalars(
-        update(Delivery).where(Delivery.id.in_(due))
-        .values(status="sending", next_attempt_at=now + LEASE, attempts=Delivery.attempts + 1)
-        .returning(Delivery), execution_options={"synchronize_session": False, "populate_existing": True}).all()
+    claimed = session.execute(
+        update(DELIVERIES).where(DELIVERIES.c.id.in_(due))
+        .values(status="sending", next_attempt_at=now + LEASE, attempts=DELIVERIES.c.attempts + 1)
+        .returning(*DELIVERIES.c)).all()
     return sorted(claimed, key=lambda d: d.announced_at)
 
 
-def fail_unsettled(session: Session, outbox: Events, now: datetime, max_attempts: int) -> list[Delivery]:
+def fail_unsettled(session: Session, outbox: Events, now: datetime, max_attempts: int) -> list[Any]:
     """A delivery whose last allowed attempt was claimed and never settled (its process died, its lease ran out)
     fails, rather than being claimed again every lease for ever."""
     stale = (select(Delivery.id).where(Delivery.status == "sending", Delivery.next_attempt_at <= now,
                                        Delivery.attempts >= max_attempts).with_for_update(skip_locked=True))
-    failed = session.scalars(
-        update(Delivery).where(Delivery.id.in_(stale))
+    failed = session.execute(
+        update(DELIVERIES).where(DELIVERIES.c.id.in_(stale))
         .values(status="failed", last_error="the last attempt never settled (its lease ran out)")
-        .returning(Delivery), execution_options={"synchronize_session": False, "populate_existing": True}).all()
+        .returning(*DELIVERIES.c)).all()
     for delivery in failed:
         outbox.publish(session, "notification_failed", outcome(delivery, "exhausted"))
     return list(failed)
@@ -200,7 +255,7 @@ def same_subject(session: Session, wanted: set[tuple[str, str]]) -> Subjects:
     return found
 
 
-def judge(delivery: Delivery, waited: bool, states: Mapping[str, str], returns: Mapping[str, datetime],
+def judge(delivery: Any, waited: bool, states: Mapping[str, str], returns: Mapping[str, datetime],
           subjects: Subjects) -> Attempt | None:
     """None: send it. Blanked by erasure: failed. No longer true, superseded, or no news: obsolete."""
     if delivery.recipient is None or delivery.body is None:
@@ -235,7 +290,7 @@ def attempt(channels: Mapping[str, Channel], item: Outgoing) -> Attempt:
         return Attempt(item.id, error=crashed(exc))
 
 
-def outcome(delivery: Delivery, reason: str | None = None) -> dict[str, Any]:
+def outcome(delivery: Any, reason: str | None = None) -> dict[str, Any]:
     return {"delivery_id": delivery.id, "event_id": delivery.event_id, "event_type": delivery.event_type,
             "patron": delivery.patron, "channel": delivery.channel, "attempts": delivery.attempts,
             "reason": reason, "reservation_id": delivery.reservation_id}
@@ -243,7 +298,8 @@ def outcome(delivery: Delivery, reason: str | None = None) -> dict[str, Any]:
 
 def settle(session: Session, outbox: Events, result: Attempt, now: datetime, max_attempts: int = 6,
            retry_base_seconds: float = 30) -> Delivery:
-    delivery = session.get(Delivery, result.delivery_id, with_for_update=True)
+    # populate_existing: the claim is Core and leaves an object of an earlier round of this session as it was then
+    delivery = session.get(Delivery, result.delivery_id, with_for_update=True, populate_existing=True)
     if result.drop_as:
         delivery.status, delivery.last_error = result.drop_as, None
     elif result.error is None:
@@ -259,20 +315,21 @@ def settle(session: Session, outbox: Events, result: Attempt, now: datetime, max
     return delivery
 
 
-def mark_sent(session: Session, outbox: Events, delivery_ids: Sequence[str], now: datetime) -> list[Delivery]:
-    """`settle` for a batch of successes: one UPDATE … RETURNING for all of them, then their `notification_sent`."""
+def mark_sent(session: Session, outbox: Events, delivery_ids: Sequence[str], now: datetime) -> list[Any]:
+    """`settle` for a batch of successes: one UPDATE … RETURNING for all of them (rows, as `claim_due`), then their
+    `notification_sent`."""
     if not delivery_ids:
         return []
-    sent = session.scalars(
-        update(Delivery).where(Delivery.id.in_(delivery_ids)).values(status="sent", sent_at=now, last_error=None)
-        .returning(Delivery), execution_options={"synchronize_session": False, "populate_existing": True}).all()
+    sent = session.execute(
+        update(DELIVERIES).where(DELIVERIES.c.id.in_(delivery_ids)).values(status="sent", sent_at=now, last_error=None)
+        .returning(*DELIVERIES.c)).all()
     for delivery in sent:
         outbox.publish(session, "notification_sent", outcome(delivery))
     return list(sent)
 
 
 def isolated(session: Session, delivery_id: str, step: Callable[[], Any],
-             settled: list[Delivery] | None = None) -> bool:
+             settled: list[Any] | None = None) -> bool:
     """Run `step` in a savepoint: if it raises, only its own changes go, the round's other settlements stay. The
     delivery stays `sending` until its lease runs out, then is tried again (or failed at the attempt cap).
     What the step settled (a delivery, or a list of them) joins `settled` once the savepoint is released."""
@@ -288,11 +345,11 @@ def isolated(session: Session, delivery_id: str, step: Callable[[], Any],
 
 
 def settle_all(session: Session, outbox: Events, results: Sequence[Attempt], now: datetime, max_attempts: int = 6,
-               retry_base_seconds: float = 30) -> list[Delivery]:
+               retry_base_seconds: float = 30) -> list[Any]:
     """The outcome of a batch of attempts: the successes in bulk (one by one if the bulk fails), the rest (dropped,
     failed, to retry: few) one by one, each in its own savepoint. Returns the deliveries settled (their status
     says how: sent, failed, obsolete, or pending for a retry)."""
-    settled: list[Delivery] = []
+    settled: list[Any] = []
     sent = [r for r in results if r.error is None and not r.drop_as]
     if not isolated(session, "(a batch)", lambda: mark_sent(session, outbox, [r.delivery_id for r in sent], now),
                     settled):

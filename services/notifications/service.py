@@ -14,9 +14,11 @@ from services.common import (
     DriveService,
     NotFound,
     OutboxRelay,
+    batch_event_handler,
     event_handler,
     now,
     once,
+    once_each,
     route,
     timer,
 )
@@ -114,9 +116,10 @@ class NotificationsService(DriveService):
 
     # --- what patrons are told of ----------------------------------------------------------------------
 
-    @event_handler("reservations", "reservation_ready")
-    def on_reservation_ready(self, event):
-        self._record(event)
+    @batch_event_handler("reservations", "reservation_ready")
+    def on_reservation_ready(self, batch):
+        # The hot path (a morning's allocations): a batch recorded in one transaction (services.common.batching).
+        self._record_all(batch)
 
     @event_handler("reservations", "reservation_cancelled")
     def on_reservation_cancelled(self, event):
@@ -179,3 +182,9 @@ class NotificationsService(DriveService):
             recorded = postroom.record(self.db, self.outbox, self.office.templates, self.office.quiet, event,
                                        now()) if new else []
         self.metrics.notifications_settled(recorded)  # a patron with no contact: failed at once
+
+    def _record_all(self, batch):
+        with once_each(self.db, Inbox, batch) as fresh:
+            recorded = postroom.record_all(self.db, self.outbox, self.office.templates, self.office.quiet, fresh,
+                                           now())
+        self.metrics.notifications_settled(recorded)

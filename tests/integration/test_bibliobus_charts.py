@@ -2,6 +2,7 @@
 them in a terminal."""
 
 import os
+import random
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -9,9 +10,13 @@ import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from services.bibliobus import views
+from services.bibliobus.domain import Signal, count_demand
 from services.bibliobus.models import DemandSignal
+from services.bibliobus.whatif import day_ends, days_between
 from services.cli import app
 from services.common.database import make_engine
+from services.common.migrate import upgrade
 from tests.integration.helpers import RULE, add_stop
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -89,3 +94,33 @@ def test_the_drive_bibliobus_commands(recorded, tmp_path, monkeypatch):
         (Path(keep) / chart.name).write_bytes(chart.read_bytes())
         for name, path in (("map", "/map.png"), ("demand", "/stops/lux/demand.png")):
             (Path(keep) / f"{name}.png").write_bytes(recorded.bibliobus.get(path).content)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_the_what_ifs_demand_series_is_the_rules_count_at_each_day_end(backend, make_database, tmp_path):
+    """PostgreSQL computes the series in one query, SQLite through the signals: both must be `count_demand` at
+    each day's end, boundaries included (a signal exactly at an end, exactly a window before one, a microsecond
+    after that, across the change to summer time, one patron asking again and again)."""
+    if backend == "postgresql":
+        url = make_database("bibliobus")
+    else:
+        url = f"sqlite:///{tmp_path / 'bibliobus.db'}"
+        upgrade("bibliobus", url)
+    rng = random.Random(3)
+    ends = day_ends(days_between(date(2026, 3, 10), date(2026, 4, 10)), "Europe/Paris")
+    window = timedelta(days=7)
+    edges = [end - window for end in ends[::3]] + [end - window + timedelta(microseconds=1) for end in ends[1::3]]
+    times = [ends[0] - timedelta(days=9) + timedelta(seconds=rng.uniform(0, 42 * 86400)) for _ in range(1500)]
+    signals = [Signal(rng.choice(["lux", "stade", "gare"]), f"C{rng.randrange(40)}", at) for at in times]
+    signals += [Signal("gare", f"E{n}", at) for n, at in enumerate(edges + ends[::4])]  # alone in their window
+    signals += [Signal("lux", "C-again", ends[5] - timedelta(hours=k * 17)) for k in range(30)]
+    engine = make_engine(url, pool_size=1)
+    with Session(engine) as session, session.begin():
+        session.add_all([DemandSignal(stop_id=s.stop_id, patron=s.patron, kind="reservation", at=s.at)
+                         for s in signals])
+    with Session(engine) as session, session.begin():
+        series = views.demand_by_day_per_stop(session, ["gare", "lux", "stade", "empty"], ends, 7)
+    engine.dispose()
+    expected = {stop: [count_demand([s for s in signals if s.stop_id == stop], end, 7) for end in ends]
+                for stop in ("gare", "lux", "stade", "empty")}
+    assert series == expected

@@ -1,6 +1,7 @@
 """The bibliobus rule, on plain values: when a stop opens, when it closes, and who wins."""
 
 from datetime import UTC, datetime, timedelta
+from itertools import product
 
 import pytest
 
@@ -15,6 +16,7 @@ from services.bibliobus.domain import (
     is_new_demand,
     moves_forward,
     override,
+    settled,
 )
 from services.common.errors import Invalid
 
@@ -144,3 +146,16 @@ def test_a_stops_replica_of_a_reservation_only_moves_forward():
 
 def test_reservations_still_to_serve_are_those_not_collected_cancelled_or_expired():
     assert set(PENDING) == {"waiting", "placed", "ready"}
+
+
+def test_a_settled_stop_is_one_no_signal_can_change():
+    """`settled` lets a batch of signals skip counting a stop's demand: only where `evaluate`, outside a round,
+    leaves the state as it is for every demand and every number of pending reservations."""
+    rules = [RULE, Thresholds(enable=1, disable=0, consecutive=1), Thresholds(enable=3, disable=1, consecutive=0)]
+    for enabled, mode, below, rule in product((False, True), ("auto", "on", "off"), range(4), rules):
+        state = StopState(enabled=enabled, mode=mode, rounds_below=below)
+        unchanged = all(evaluate(state, demand, pending, rule, round_=False).state == state
+                        for demand in range(8) for pending in range(3))
+        assert not settled(state, rule) or unchanged, (state, rule)
+    assert settled(StopState(enabled=True), RULE) and not settled(StopState(), RULE)
+    assert not settled(StopState(enabled=True, rounds_below=1), RULE)

@@ -1,10 +1,11 @@
 """The tour's schedule, the visit a ready reservation gets, and replays of past demand (what-if)."""
 
+import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from services.bibliobus.domain import Signal, Thresholds
+from services.bibliobus.domain import Signal, Thresholds, count_demand
 from services.bibliobus.whatif import check_period, day_ends, days_between, demand_by_day, replay
 from services.common.errors import Conflict, Invalid
 from services.reservations.domain import choose_visit, initial_status
@@ -92,3 +93,16 @@ def test_a_what_if_period_is_past_in_order_and_at_most_a_year(first, last, field
 def test_a_what_if_may_end_today_and_cover_366_days():
     assert check_period(date(2025, 3, 9), date(2026, 3, 9), today=date(2026, 3, 9)) == (date(2025, 3, 9),
                                                                                         date(2026, 3, 9))
+
+
+def test_demand_day_by_day_counts_what_the_rule_counts_at_each_day_end():
+    """The day-by-day series (bisection and merged runs) is `count_demand` at each end, boundaries included: a
+    signal exactly at a day's end, exactly a window before one, across the change to summer time, asked twice."""
+    rng = random.Random(5)
+    ends = day_ends(days_between(date(2026, 3, 10), date(2026, 4, 10)), PARIS)  # summer time on 29 March
+    window = 7
+    at_edges = [end - timedelta(days=window) for end in ends[::3]] + ends[::4]
+    times = [ends[0] - timedelta(days=8) + timedelta(seconds=rng.uniform(0, 40 * 86400)) for _ in range(400)]
+    signals = sorted((Signal("s", f"C{rng.randrange(25)}", at) for at in times + at_edges + at_edges[:5]),
+                     key=lambda s: s.at)
+    assert demand_by_day(signals, ends, window) == [count_demand(signals, end, window) for end in ends]

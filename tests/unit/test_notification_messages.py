@@ -45,6 +45,25 @@ def test_gsm7_lengths_and_extension_characters():
     assert sms_segments("é" * 160) == 1  # é is in GSM-7
 
 
+def test_segments_counted_character_by_character_agree_with_the_codec_on_the_whole_text():
+    import random
+
+    from services.notifications.domain import GSM_PART, GSM_SINGLE, UCS2_PART, UCS2_SINGLE
+
+    def by_codec(text):
+        try:
+            septets, single, part = len(text.encode("gsm03.38")), GSM_SINGLE, GSM_PART
+        except UnicodeEncodeError:
+            septets, single, part = len(text.encode("utf-16-be")) // 2, UCS2_SINGLE, UCS2_PART
+        return 1 if septets <= single else -(-septets // part)
+
+    alphabet = "abcXYZ 019,.:;!?\n[]{}~^|\\€éèàùÉçÇêâîôû—…«»ñÑüÜäöß@$£¥_\"'#%&*()+-/<=>\U0001F600"
+    draw = random.Random(7)
+    for _ in range(2000):
+        text = "".join(draw.choice(alphabet) for _ in range(draw.randint(0, 400)))
+        assert sms_segments(text) == by_codec(text), text
+
+
 def test_one_character_outside_gsm7_turns_the_text_to_ucs2():
     assert sms_segments("ê" + "a" * 69) == 1
     assert sms_segments("ê" + "a" * 70) == 2  # 70 per SMS, 67 per part
