@@ -56,8 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.common.auth import issue_token  # noqa: E402
 
-KEYS = ("reservations", "throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "errors", "lost", "baseline_per_s",
-        "ratio")
+KEYS = ("reservations", "rate_per_s", "throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "errors", "lost",
+        "baseline_per_s", "ratio")
 PICKUP_POINTS = ("central-adult", "central-youth", "neighbourhood")
 EVENTS_EXCHANGE = "inventory.events"
 WATCHED = ("items_allocated", "items_unavailable")
@@ -287,8 +287,32 @@ def closed_loop(n: int, concurrency: int, one: Callable[[int, int], T]) -> list[
     return [r for r in results if r is not None]
 
 
+def paced_loop(n: int, rate: float, concurrency: int, one: Callable[[int, int], T]) -> list[T]:
+    """An open loop: request i is sent at start + i / rate, whatever the answers to the earlier ones, by up to
+    `concurrency` threads (a request still waiting for its answer does not hold back the next one, unless every
+    thread waits). What a day of steady traffic looks like, where `closed_loop` measures a saturated service."""
+    results: list[T | None] = [None] * n
+    counter = iter(range(n))
+    lock = threading.Lock()
+    start = now() + 0.05
+
+    def client(k: int) -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            time.sleep(max(0.0, start + i / rate - now()))
+            results[i] = one(k, i)
+
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="client") as pool:
+        for future in [pool.submit(client, k) for k in range(concurrency)]:
+            future.result()
+    return [r for r in results if r is not None]
+
+
 def place_all(http: Http, reservations_urls: Sequence[str], title_ids: Sequence[str], n: int, concurrency: int,
-              tag: str, label: str) -> list[Placement]:
+              tag: str, label: str, rate: float | None = None) -> list[Placement]:
     def place(_: int, i: int) -> Placement:
         body = {"patron": f"b{tag}-{label}-{i}", "pickup_point": PICKUP_POINTS[i % len(PICKUP_POINTS)],
                 "titles": [title_ids[i % len(title_ids)]]}
@@ -306,13 +330,15 @@ def place_all(http: Http, reservations_urls: Sequence[str], title_ids: Sequence[
         placement.answered = now()
         return placement
 
-    return closed_loop(n, concurrency, place)
+    return paced_loop(n, rate, concurrency, place) if rate else closed_loop(n, concurrency, place)
 
 
 def measure_pipeline(reservations_urls: Sequence[str], inventory_urls: Sequence[str], amqp_uri: str, n: int = 2000,
                      concurrency: int = 50, titles: int = 50, warmup: int = 100, loss_timeout: float = 30,
-                     token: str | None = None, log: Any = print, window: Any = None) -> PipelineResult:
-    """`window(\"start\"|\"end\")` is called around the measured placements (run_bench meters CPU with it)."""
+                     token: str | None = None, log: Any = print, window: Any = None,
+                     rate: float | None = None) -> PipelineResult:
+    """`window(\"start\"|\"end\")` is called around the measured placements (run_bench meters CPU with it);
+    `rate`: the measured placements are paced at that many per second (`paced_loop`), else a closed loop."""
     tag = uuid.uuid4().hex[:8]
     http = Http(token or issue_token({}, "staff", "bench"))
     copies = math.ceil((n + warmup) / titles) + 3
@@ -328,7 +354,7 @@ def measure_pipeline(reservations_urls: Sequence[str], inventory_urls: Sequence[
             log(f"warm-up: {warmup} reservations (not counted)")
         if window:
             window("start")
-        placements = place_all(http, reservations_urls, title_ids, n, concurrency, tag, "m")
+        placements = place_all(http, reservations_urls, title_ids, n, concurrency, tag, "m", rate)
         placed_ids = {p.reservation_id for p in placements if p.reservation_id}
         tap.wait_for(placed_ids, loss_timeout)
         if window:
@@ -454,14 +480,15 @@ def measure_baseline(amqp_uri: str, n: int = 2000, concurrency: int = 50, queue_
 
 def measure(reservations_urls: Sequence[str], inventory_urls: Sequence[str], amqp_uri: str, n: int = 2000,
             concurrency: int = 50, titles: int = 50, warmup: int = 100, loss_timeout: float = 30,
-            baseline_queue_type: str = "quorum", log: Any = print,
-            window: Any = None) -> tuple[dict, PipelineResult, BaselineResult]:
+            baseline_queue_type: str = "quorum", log: Any = print, window: Any = None,
+            rate: float | None = None) -> tuple[dict, PipelineResult, BaselineResult]:
     pipeline = measure_pipeline(reservations_urls, inventory_urls, amqp_uri, n, concurrency, titles, warmup,
-                                loss_timeout, log=log, window=window)
+                                loss_timeout, log=log, window=window, rate=rate)
     log(f"pipeline: {pipeline.allocated} allocated in {pipeline.seconds} s; now the raw pika baseline")
     baseline = measure_baseline(amqp_uri, n, concurrency, baseline_queue_type)
     figures = {
         "reservations": n,
+        "rate_per_s": rate or 0,
         "throughput_per_s": pipeline.throughput_per_s,
         **pipeline.latency,
         "errors": pipeline.errors,
@@ -476,7 +503,9 @@ def summary_table(figures: dict, pipeline: PipelineResult, baseline: BaselineRes
                   extra: dict[str, str] | None = None) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"Drive pipeline: {figures['reservations']} reservations at concurrency {concurrency}")
+    load = (f"paced at {figures['rate_per_s']:g}/s" if figures.get("rate_per_s")
+            else f"at concurrency {concurrency}")
+    table = Table(title=f"Drive pipeline: {figures['reservations']} reservations {load}")
     table.add_column("figure")
     table.add_column("pipeline (placed → items_allocated)", justify="right")
     table.add_column(f"raw pika ({baseline.queue_type} queue)", justify="right")
@@ -517,6 +546,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", "--reservations", type=int, default=2000, help="reservations measured (default 2000)")
     p.add_argument("-c", "--concurrency", type=int, default=50, help="concurrent clients (default 50)")
+    p.add_argument("--rate", type=float, default=None, metavar="PER_S",
+                   help="pace the measured POSTs at PER_S a second (an open loop, up to -c in flight) rather than "
+                        "a closed loop of -c clients; e.g. --rate 50: the latency of a steady day")
     p.add_argument("--titles", type=int, default=50, help="titles catalogued for the run (default 50)")
     p.add_argument("--warmup", type=int, default=100, help="reservations placed first, not counted (default 100)")
     p.add_argument("--loss-timeout", type=float, default=30,
@@ -538,7 +570,7 @@ def main() -> None:
     inventory = [u.rstrip("/") for u in (args.inventory_url or ["http://127.0.0.1:8002"])]
     amqp = args.amqp_uri.replace("pyamqp://", "amqp://", 1)
     figures, pipeline, baseline = measure(urls, inventory, amqp, args.reservations, args.concurrency, args.titles,
-                                          args.warmup, args.loss_timeout, args.baseline_queue_type)
+                                          args.warmup, args.loss_timeout, args.baseline_queue_type, rate=args.rate)
     report(figures, pipeline, baseline, args.concurrency, args.json)
 
 

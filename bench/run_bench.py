@@ -178,6 +178,15 @@ class Services:
                     raise RuntimeError(f"{name} not healthy after {timeout:.0f} s:\n{tail(path)}")
                 time.sleep(0.2)
 
+    def rss(self) -> dict[str, float]:
+        """Each process's resident memory (MB), read from /proc while it still runs."""
+        sizes = {}
+        for name, _, proc, _ in self.procs:
+            with suppress(OSError, ValueError, IndexError):
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                sizes[name] = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1]) / 1024
+        return sizes
+
     def stop(self) -> None:
         for _, _, proc, _ in self.procs:
             if proc.poll() is None:
@@ -277,6 +286,11 @@ class CpuMeter:
         return rows
 
 
+def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(pid), "-d", str(seconds), "-f", "raw",
+                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
 def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -319,6 +333,9 @@ def main() -> int:
     p.add_argument("--reservations-procs", type=int, default=int(os.environ.get("BENCH_RESERVATIONS_PROCS", 1)))
     p.add_argument("--inventory-procs", type=int, default=int(os.environ.get("BENCH_INVENTORY_PROCS", 2)))
     add_infra_arguments(p, "drive_bench")
+    p.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
+                   help="profile the first reservations and inventory processes with py-spy (raw, --nonblocking) "
+                        "for SECONDS from the start of the measured placements")
     p.add_argument("--serve", action="store_true",
                    help="set up and start the services, then wait (Ctrl-C stops them): run pipeline.py against them")
     args = p.parse_args()
@@ -358,9 +375,20 @@ def main() -> int:
                     time.sleep(0.5)
             return 0
         cpu = CpuMeter(services)
+        spies: list[subprocess.Popen] = []
+
+        def window(mark: str) -> None:
+            cpu(mark)
+            if mark == "start" and args.py_spy:
+                spies.extend(profile(proc.pid, args.py_spy, results / f"{name}.pyspy.txt")
+                             for name, _, proc, _ in services.procs if name.endswith("-0"))
+
         figures, measured, baseline = pipeline.measure(
             reservations, inventory, amqp, args.reservations, args.concurrency, args.titles, args.warmup,
-            args.loss_timeout, args.baseline_queue_type, log=log, window=cpu)
+            args.loss_timeout, args.baseline_queue_type, log=log, window=window, rate=args.rate)
+        rss = services.rss()
+        for spy in spies:
+            spy.wait(args.py_spy + 30)
         depths = {q: d for q, d in queue_depths(args.management, args.vhost).items() if d}
         recorded = reconcile(urls, measured.tag, args.reservations, args.loss_timeout)
     finally:
@@ -374,6 +402,7 @@ def main() -> int:
              **recorded,
              "service warnings/errors while measured": str(sum(len(v) for v in problems.values())),
              **cpu.report(args.reservations),
+             **{f"RSS {name} MB": f"{mb:.0f}" for name, mb in rss.items()},
              "whole run s": f"{time.monotonic() - started:.0f}"}
     (results / "figures.json").write_text(json.dumps({**figures, "extra": extra}, indent=2))
     pipeline.report(figures, measured, baseline, args.concurrency, args.json, extra)

@@ -1,5 +1,6 @@
 """A SQLAlchemy session per nameko worker, on PostgreSQL (psycopg2, green under eventlet) or a SQLite file."""
 
+import functools
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from sqlalchemy import create_engine, event, insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from services.common.settings import setting
@@ -41,15 +43,44 @@ def make_engine(url: str, pool_size: int = 12) -> Engine:
             _begin_immediate(conn.connection.driver_connection)
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
+        pool_recycle=RECYCLE_SECONDS,
         pool_timeout=30,
         connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
     )
+    event.listen(engine.pool, "checkin", _note_checkin)
+    event.listen(engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+# No ping on every checkout (`pool_pre_ping` cost a round trip per worker, a tenth of a placement's): a connection
+# back in use within IDLE_PING_SECONDS was working a moment ago. One idle longer (a quiet night, a restart of
+# PostgreSQL meanwhile) is pinged first, and a dead one replaced before the worker sees it; none is kept longer
+# than RECYCLE_SECONDS. When PostgreSQL goes away, the first failure invalidates the whole pool (SQLAlchemy's
+# disconnect handling), so the next checkouts connect afresh.
+IDLE_PING_SECONDS = 5.0
+RECYCLE_SECONDS = 1800
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    if time.monotonic() - record.info.get("checked_in_at", float("inf")) < IDLE_PING_SECONDS:
+        return
+    try:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+        dbapi_conn.rollback()  # psycopg2 opened a transaction for the ping: the worker's begins afresh
+    except Exception as exc:
+        # The pool drops this connection and checks out another (SQLAlchemy's documented checkout-ping recipe).
+        raise DisconnectionError(f"pooled connection unusable: {exc.__class__.__name__}") from exc
 
 
 def _begin_immediate(dbapi_conn: sqlite3.Connection, wait_seconds: float = 30.0) -> None:
@@ -75,7 +106,12 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
 def insert_new(session: Session, model: Any) -> Any:
     """INSERT … ON CONFLICT DO NOTHING in the session's dialect (rows whose key exists are left alone), to run
     with a list of rows and RETURNING: one statement compiled once, sent as multi-row VALUES."""
-    dialect = session.get_bind().dialect.name
+    return _insert_new(session.get_bind().dialect.name, model)
+
+
+@functools.cache
+def _insert_new(dialect: str, model: Any) -> Any:
+    # Built once per table: a statement is immutable, and building it again cost as much as the cached compile.
     if dialect == "postgresql":
         return pg_insert(model).on_conflict_do_nothing()
     if dialect == "sqlite":

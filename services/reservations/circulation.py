@@ -5,8 +5,9 @@ caller's transaction. Decisions come from `domain`; every state change writes it
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import insert, select, text, union_all, update
+from sqlalchemy import bindparam, insert, literal, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from services.common import clock
@@ -34,25 +35,48 @@ def find(session: Session, reservation_id: str, principal: Principal, lock: bool
     return reservation
 
 
+# The placement's statements, built once with bound parameters: building one for each request, and its cache key,
+# cost more CPU than PostgreSQL took to run it.
+_CARD_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:card))")
+
+
+def _held_statement() -> Any:
+    lines, reservations = Line.__table__, Reservation.__table__
+    loans, titles, selections = Loan.__table__, CatalogueTitle.__table__, Selection.__table__
+    card, one = bindparam("card"), literal(1)
+    reserved = (select(lines.c.material, one).join(reservations, lines.c.reservation_id == reservations.c.id)
+                .where(reservations.c.patron == card, reservations.c.status.in_(domain.OPEN_STATUSES),
+                       lines.c.status.in_(domain.OPEN_LINE_STATUSES)))
+    on_loan = (select(titles.c.material, one).join(loans, loans.c.title_id == titles.c.id)
+               .where(loans.c.patron == card, loans.c.returned_at.is_(None)))
+    # A selection asked for and not yet prepared holds its places too (as "selection": no material limit).
+    asked = (select(literal("selection"), selections.c.documents)
+             .where(selections.c.patron == card, selections.c.status.in_(domain.SELECTION_OPEN)))
+    return union_all(reserved, on_loan, asked)
+
+
+def _point_and_titles_statement() -> Any:
+    points, catalogue = PickupPoint.__table__.c, CatalogueTitle.__table__
+    return (select(points.id, points.name, points.kind, points.site, points.active, points.enabled,
+                   catalogue.c.id.label("title_id"), catalogue.c.title, catalogue.c.material)
+            .outerjoin(catalogue, catalogue.c.id.in_(bindparam("title_ids", expanding=True)))
+            .where(points.id == bindparam("point_id")))
+
+
+_HELD = _held_statement()
+_POINT_AND_TITLES = _point_and_titles_statement()
+_INSERT_RESERVATION, _INSERT_LINES = insert(Reservation.__table__), insert(Line.__table__)
+
+
 def lock_card(session: Session, card: str) -> None:
     """Two reservations of one card placed at once must not both pass the quota (SQLite serialises writers)."""
     if is_postgres(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:card))"), {"card": card})
+        session.execute(_CARD_LOCK, {"card": card})
 
 
 def held_materials(session: Session, card: str) -> list[str]:
     """What the card holds, for the quota: one statement, in Core (every placement asks)."""
-    lines, reservations = Line.__table__, Reservation.__table__
-    loans, titles = Loan.__table__, CatalogueTitle.__table__
-    reserved = (select(lines.c.material).join(reservations, lines.c.reservation_id == reservations.c.id)
-                .where(reservations.c.patron == card, reservations.c.status.in_(domain.OPEN_STATUSES),
-                       lines.c.status.in_(domain.OPEN_LINE_STATUSES)))
-    on_loan = (select(titles.c.material).join(loans, loans.c.title_id == titles.c.id)
-               .where(loans.c.patron == card, loans.c.returned_at.is_(None)))
-    # A selection asked for and not yet prepared holds its places too (as "selection": no material limit).
-    asked = session.scalars(select(Selection.__table__.c.documents).where(
-        Selection.__table__.c.patron == card, Selection.__table__.c.status.in_(domain.SELECTION_OPEN))).all()
-    return list(session.scalars(union_all(reserved, on_loan))) + ["selection"] * sum(asked)
+    return [material for material, count in session.execute(_HELD, {"card": card}) for _ in range(count)]
 
 
 def place(session: Session, events: Events, policy: Policy, principal: Principal, card: str,
@@ -60,13 +84,18 @@ def place(session: Session, events: Events, policy: Policy, principal: Principal
     principal.require_card(card)
     if len(set(title_ids)) != len(title_ids):
         raise Invalid("a title appears twice in the reservation", field="titles")
-    point = session.get(PickupPoint, pickup_point_id)
-    if point is None or not point.active:
+    # The point and the titles in one round trip, as rows (not ORM objects): the hot path reads a few columns.
+    found = session.execute(_POINT_AND_TITLES, {"point_id": pickup_point_id, "title_ids": list(title_ids)}).all()
+    if not found or not found[0].active:
         raise Invalid(f"unknown pickup point {pickup_point_id!r}", field="pickup_point")
-    stops.lock_for_placement(session, point)
-    catalogue = CatalogueTitle.__table__.c  # rows, not ORM objects: the hot path reads three columns
-    titles = {t.id: t for t in session.execute(select(catalogue.id, catalogue.title, catalogue.material)
-                                                .where(catalogue.id.in_(title_ids)))}
+    first = found[0]
+    if first.kind == stops.STOP:  # its state is read again under the stop's share lock
+        point = session.get_one(PickupPoint, pickup_point_id)
+        stops.lock_for_placement(session, point)
+    else:  # only said in the event and the answer: never added to the session
+        point = PickupPoint(id=first.id, name=first.name, kind=first.kind, site=first.site, active=first.active,
+                            enabled=first.enabled)
+    titles = {t.title_id: t for t in found if t.title_id is not None}
     unknown = [t for t in title_ids if t not in titles]
     if unknown:
         raise Invalid(f"unknown title(s): {', '.join(unknown)}", field="titles", unknown=unknown)
@@ -79,8 +108,8 @@ def place(session: Session, events: Events, policy: Policy, principal: Principal
     lines = [{"id": str(uuid.uuid4()), "reservation_id": row["id"], "position": i, "title_id": t,
               "title": titles[t].title, "material": titles[t].material, "status": "pending", "needs_transfer": False}
              for i, t in enumerate(title_ids)]
-    session.execute(insert(Reservation.__table__).values(row))
-    session.execute(insert(Line.__table__), lines)
+    session.execute(_INSERT_RESERVATION, row)
+    session.execute(_INSERT_LINES, lines)
     # The answer's objects stay out of the session; every value it shows is set (the point too: no lazy load).
     reservation = Reservation(**row, pickup_point=point)
     reservation.lines = [Line(**line) for line in lines]

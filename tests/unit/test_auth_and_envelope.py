@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+import time_machine
 
 import services.events  # noqa: F401  (fills the registry)
 from services.common.auth import DEV_SECRET, TokenVerifier, issue_token
@@ -32,6 +33,15 @@ def test_expired_wrong_secret_or_wrong_audience_is_unauthorized():
                            (base, "another-secret"), ({**base, "aud": "elsewhere"}, DEV_SECRET)]:
         with pytest.raises(Unauthorized):
             TokenVerifier({}).verify("Bearer " + jwt.encode(claims, secret, algorithm="HS256"))
+
+
+def test_a_token_verified_once_still_expires_at_its_expiry():
+    verifier = TokenVerifier({})
+    header = "Bearer " + issue_token({}, "staff", "agent-1", hours=0.01)  # 36 s
+    assert verifier.verify(header).subject == "agent-1"
+    assert verifier.verify(header).subject == "agent-1"  # from what was verified
+    with time_machine.travel(datetime.now(UTC) + timedelta(seconds=40)), pytest.raises(Unauthorized):
+        verifier.verify(header)
 
 
 def test_envelope_built_and_read_back():
