@@ -237,7 +237,8 @@ def up(demo: bool = typer.Option(True, help="load demo data when the catalogue i
     console.print(table("Drive is running", ("service", "URL", "API document"),
                         [(name, f"http://{host}:{port}", f"http://{host}:{port}/openapi.json")
                          for name, (host, port) in addresses.items()], keep=("service", "URL")))
-    console.print("a staff token: [bold]drive token --role staff[/]   ·   Ctrl-C stops everything")
+    console.print("a staff token: [bold]drive token --role staff[/]   ·   a counter's board: "
+                  "[bold]drive board-link --pickup-point central-adult[/]   ·   Ctrl-C stops everything")
     while not stop.asked and all(p.poll() is None for p in procs.values()):
         time.sleep(0.2)
     crashed = [name for name, p in procs.items() if p.poll() is not None] if not stop.asked else []
