@@ -22,7 +22,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -43,7 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import run_bench  # noqa: E402
 from pipeline import measure_baseline  # noqa: E402
-from run_bench import BIN, CpuMeter, Services, delete_vhost, recreate_database, recreate_vhost  # noqa: E402
+from run_bench import CpuMeter, Services, delete_vhost, recreate_database, recreate_vhost  # noqa: E402
 
 DATABASE = "drive_bench_bibliobus"
 PORT = 18004
@@ -70,11 +69,6 @@ def rss_mb(pid: int) -> tuple[float, float]:
     """Resident memory of a process now, and its peak (VmRSS, VmHWM), in MB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return tuple(round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
-
-
-def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(pid), "-d", str(seconds), "-f", "raw",
-                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 def prepare(url: str, amqp: str, stops: int) -> list[str]:
@@ -270,7 +264,7 @@ def main() -> int:
         bodies = envelopes(args.signals, stops, args.patrons)
         log(f"{args.stops} stops, {args.procs} bibliobus process(es) healthy; publishing {args.signals} signals")
         if args.py_spy:
-            spy = profile(services.procs[0][2].pid, args.py_spy, results / "bibliobus.pyspy.txt")
+            spy = run_bench.profile(services.procs[0][2].pid, args.py_spy, results / "bibliobus.pyspy.txt")
         figures = ingest(engine, amqp, bodies, args.concurrency, args.timeout, cpu)
         figures |= checks(engine)
         log(f"ingested: {figures}")
@@ -282,12 +276,7 @@ def main() -> int:
                     "ingest_vs_baseline": round(figures["ingest_per_s"] / baseline.per_s, 3)}
         for name, _, proc, _ in services.procs:
             figures[f"rss_mb {name}"], figures[f"rss_peak_mb {name}"] = rss_mb(proc.pid)
-        if spy is not None:
-            try:
-                spy.wait(args.py_spy + 30)
-            except subprocess.TimeoutExpired:
-                spy.kill()
-                spy.wait()
+        run_bench.finish_profile(spy, args.py_spy)
     finally:
         services.stop()
         engine.dispose()

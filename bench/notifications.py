@@ -34,7 +34,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pipeline  # noqa: E402
 import run_bench  # noqa: E402
-from run_bench import BIN, ROOT, CpuMeter, Services, delete_vhost, log, queue_depths, recreate_vhost  # noqa: E402
+from run_bench import ROOT, CpuMeter, Services, delete_vhost, log, queue_depths, recreate_vhost  # noqa: E402
 
 KEYS = ("messages", "throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "sink_lines", "duplicates", "errors",
         "baseline_per_s", "ratio")
@@ -316,11 +315,6 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(pid), "-d", str(seconds), "-f", "raw",
-                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-
 # --- what is printed -------------------------------------------------------------------------------------------
 
 
@@ -422,7 +416,7 @@ def main() -> int:
             log(f"warm-up: {warm_burst.published} of {len(warm)} events published, deliveries {states} "
                 "(not counted)")
         cpu = Meter(services)
-        spy = profile(pid, args.py_spy, results / "notifications.pyspy.txt") if args.py_spy else None
+        spy = run_bench.profile(pid, args.py_spy, results / "notifications.pyspy.txt") if args.py_spy else None
         cpu("start")
         burst = publish_burst(amqp, messages, args.publishers)
         log(f"burst: {burst.published} of {burst.messages} published and confirmed at {burst.publish_per_s:.0f}/s; "
@@ -435,12 +429,7 @@ def main() -> int:
         log(f"notifications: {result.sent} sent in {result.span_s} s; now the raw pika baseline")
         baseline = pipeline.measure_baseline(amqp, args.messages, args.publishers, args.baseline_queue_type)
         depths = {q: d for q, d in queue_depths(args.management, args.vhost).items() if d}
-        if spy is not None:
-            try:
-                spy.wait(args.py_spy + 30)
-            except subprocess.TimeoutExpired:
-                spy.kill()
-                spy.wait()
+        run_bench.finish_profile(spy, args.py_spy)
     finally:
         services.stop()
         engine.dispose()

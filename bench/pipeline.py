@@ -269,28 +269,17 @@ T = TypeVar("T")
 def closed_loop(n: int, concurrency: int, one: Callable[[int, int], T]) -> list[T]:
     """C clients, each sending its next request when the previous one has answered: `one(client, index)` for every
     index below n, results in index order. `one` records its own failures: none may stop the run."""
-    results: list[T | None] = [None] * n
-    counter = iter(range(n))
-    lock = threading.Lock()
-
-    def client(k: int) -> None:
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            results[i] = one(k, i)
-
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="client") as pool:
-        for future in [pool.submit(client, k) for k in range(concurrency)]:
-            future.result()
-    return [r for r in results if r is not None]
+    return client_loop(n, concurrency, one)
 
 
 def paced_loop(n: int, rate: float, concurrency: int, one: Callable[[int, int], T]) -> list[T]:
     """An open loop: request i is sent at start + i / rate, whatever the answers to the earlier ones, by up to
     `concurrency` threads (a request still waiting for its answer does not hold back the next one, unless every
     thread waits). What a day of steady traffic looks like, where `closed_loop` measures a saturated service."""
+    return client_loop(n, concurrency, one, rate)
+
+
+def client_loop(n: int, concurrency: int, one: Callable[[int, int], T], rate: float | None = None) -> list[T]:
     results: list[T | None] = [None] * n
     counter = iter(range(n))
     lock = threading.Lock()
@@ -302,7 +291,8 @@ def paced_loop(n: int, rate: float, concurrency: int, one: Callable[[int, int], 
                 i = next(counter, None)
             if i is None:
                 return
-            time.sleep(max(0.0, start + i / rate - now()))
+            if rate:
+                time.sleep(max(0.0, start + i / rate - now()))
             results[i] = one(k, i)
 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="client") as pool:

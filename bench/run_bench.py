@@ -291,6 +291,17 @@ def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen:
                              "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
+def finish_profile(spy: subprocess.Popen | None, seconds: int) -> None:
+    """Let py-spy write its profile (it records `seconds`), then stop it whatever it does."""
+    if spy is None:
+        return
+    try:
+        spy.wait(seconds + 30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+
+
 def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -388,7 +399,7 @@ def main() -> int:
             args.loss_timeout, args.baseline_queue_type, log=log, window=window, rate=args.rate)
         rss = services.rss()
         for spy in spies:
-            spy.wait(args.py_spy + 30)
+            finish_profile(spy, args.py_spy)
         depths = {q: d for q, d in queue_depths(args.management, args.vhost).items() if d}
         recorded = reconcile(urls, measured.tag, args.reservations, args.loss_timeout)
     finally:
