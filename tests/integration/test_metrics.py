@@ -138,7 +138,9 @@ def test_counters_move_where_the_traffic_passes(four):
     assert n.value("drive_events_handled_total", event_type="reservation_ready", outcome="duplicate") == 1
     assert n.value("drive_events_handled_total", event_type="reservation_ready", outcome="dead_lettered") == 1
     assert n.value("drive_events_handled_total", outcome="retried") == 0
-    assert n.value("drive_event_handling_duration_seconds_count", event_type="reservation_ready") == 3
+    # A duration per handler worker, and notifications takes reservation_ready in batches (a batch counts once): the
+    # three deliveries that reached the handler came in one to three batches.
+    assert 1 <= n.value("drive_event_handling_duration_seconds_count", event_type="reservation_ready") <= 3
     # One dead letter per queue the malformed event reached (notifications', bibliobus'); one queue, seen by all.
     assert {s.value("drive_dead_letters") for s in scrapes.values()} == {2}
 
