@@ -1,11 +1,13 @@
 """The integration tier's scenario steps, over HTTP and AMQP against the services in this process: a title
 catalogued, a reservation made ready, a bibliobus stop added, an event published as its service would."""
 
+import pytest
 from kombu import Connection, Exchange, Producer
 from nameko.testing.utils import find_free_port
 from sqlalchemy import create_engine, func, select
 
 from services.common.envelope import REGISTRY, Event
+from services.common.migrate import upgrade
 from services.reservations.models import CatalogueTitle
 from tests.helpers import stop_body, wait_for
 
@@ -73,3 +75,17 @@ def publish(amqp_uri: str, source: str, type_: str, data: dict, event: Event | N
             event.to_message(), exchange=Exchange(f"{source}.events", type="topic", durable=True),
             routing_key=type_, serializer="json")
     return event
+
+
+# A module that imports this fixture runs each of its tests on both databases (it overrides tests/conftest.py's).
+@pytest.fixture(params=["postgresql", "sqlite"], name="make_database")
+def on_both_databases(request, make_database, tmp_path):
+    """Each test here on PostgreSQL (the shared fixture's fresh databases) and on the embedded SQLite files."""
+    if request.param == "postgresql":
+        return make_database
+
+    def make(service: str) -> str:
+        url = f"sqlite:///{tmp_path / f'{service}.db'}"
+        upgrade(service, url)
+        return url
+    return make

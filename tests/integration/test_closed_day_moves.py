@@ -9,26 +9,12 @@ from nameko.testing.utils import find_free_port
 from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 
-from services.common.migrate import upgrade
 from services.reservations.models import DueDateShift, Loan, Outbox, Reservation
 from services.reservations.service import ReservationsService
 from tests.helpers import EVERY_DAY, PARIS, Client, wait_for
-from tests.integration.helpers import catalogue, ready_reservation
+from tests.integration.helpers import catalogue, on_both_databases, ready_reservation  # noqa: F401  (both databases)
 
 pytestmark = pytest.mark.time_limit(60)
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def make_database(request, make_database, tmp_path):
-    """Each test here on PostgreSQL (the shared fixture's fresh databases) and on the embedded SQLite files."""
-    if request.param == "postgresql":
-        return make_database
-
-    def make(service: str) -> str:
-        url = f"sqlite:///{tmp_path / f'{service}.db'}"
-        upgrade(service, url)
-        return url
-    return make
 
 
 def postgres_only(drive) -> None:

@@ -15,28 +15,14 @@ from sqlalchemy import update
 from services.common.auth import RESERVATION_LINK, read_reservation_link, reservation_link_token
 from services.common.database import make_engine
 from services.common.messaging import declare_topology
-from services.common.migrate import upgrade
 from services.notifications.service import NotificationsService
 from services.reservations.models import Reservation
 from tests.helpers import EVERY_DAY, Client, coming_slots, wait_for
-from tests.integration.helpers import catalogue, ready_reservation
+from tests.integration.helpers import catalogue, on_both_databases, ready_reservation  # noqa: F401  (both databases)
 
 pytestmark = pytest.mark.time_limit(90)
 WEB_URL = "https://drive.bibliotheque.test"
 LINK = re.compile(r"https?://[^\s\"]+")
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def make_database(request, make_database, tmp_path):
-    """Each test here on PostgreSQL (the shared fixture's fresh databases) and on the embedded SQLite files."""
-    if request.param == "postgresql":
-        return make_database
-
-    def make(service: str) -> str:
-        url = f"sqlite:///{tmp_path / f'{service}.db'}"
-        upgrade(service, url)
-        return url
-    return make
 
 
 @pytest.fixture
