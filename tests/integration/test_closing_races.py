@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from services.common.database import make_engine
 from services.common.envelope import REGISTRY
-from services.common.messaging import declare_topology
+from services.common.messaging import DEAD_LETTER_QUEUE, declare_topology
 from services.common.migrate import upgrade
 from services.inventory.models import Copy, Inbox, Title, WaitlistEntry
 from services.inventory.service import InventoryService
@@ -39,6 +39,7 @@ class Scene:
         self.lines: dict[str, list[dict]] = {}
         self.closed: set[str] = set()
         self.published: list[str] = []
+        self.types: dict[str, str] = {}
         with Session(engine) as session, session.begin():
             for title_id in ("t1", "t2"):
                 session.add(Title(id=title_id, title=f"Title {title_id}", author="A. Author", material="book"))
@@ -69,6 +70,7 @@ class Scene:
             for event in events:
                 producer.publish(event.to_message(), routing_key=event.type, serializer="json")
                 self.published.append(event.id)
+                self.types[event.id] = event.type
         return [event.id for event in events]
 
     def handled(self, event_ids: list[str]) -> bool:
@@ -77,7 +79,15 @@ class Scene:
 
     def wait_handled(self, event_ids: list[str] | None = None) -> None:
         ids = event_ids or self.published
-        wait_for(lambda: self.handled(ids), timeout=60, what=f"inventory to handle {len(ids)} events")
+        try:
+            wait_for(lambda: self.handled(ids), timeout=60, what=f"inventory to handle {len(ids)} events")
+        except AssertionError as exc:  # say which, and whether the broker gave up on them
+            with Session(self.engine) as session:
+                done = set(session.scalars(select(Inbox.event_id).where(Inbox.event_id.in_(ids))))
+            with Connection(self.amqp_uri) as conn:
+                dead = conn.default_channel.queue_declare(DEAD_LETTER_QUEUE, passive=True).message_count
+            missing = [self.types[i] for i in ids if i not in done]
+            raise AssertionError(f"{exc}: not handled {missing}, {dead} in the dead-letter queue") from None
 
     def assert_agreement(self) -> None:
         """Per title: copies off the shelf = open lines holding one, waitlist = open lines waiting; no copy on the
