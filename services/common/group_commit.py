@@ -80,6 +80,7 @@ class GroupCommit(DependencyProvider):
         self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.queue: LightQueue = LightQueue()
         self.running = False
+        self.committing = 0  # items of the group in the database now (0: idle); tests watch it
 
     def start(self) -> None:
         self.running = True
@@ -105,7 +106,11 @@ class GroupCommit(DependencyProvider):
                 if item is not None:
                     group.append(item)
             if group:
-                self.commit(group)
+                self.committing = len(group)
+                try:
+                    self.commit(group)
+                finally:
+                    self.committing = 0
 
     def commit(self, group: list[Submitted]) -> None:
         """One transaction for the group; alone each, if it failed before its COMMIT."""
