@@ -23,7 +23,7 @@ from services.demo import load_pickup_points
 from services.reservations.models import CatalogueTitle, Line, Outbox, Reservation
 from services.reservations.service import ReservationsService
 from tests.helpers import Client, wait_for
-from tests.integration.helpers import on_both_databases, service_config  # noqa: F401  (both databases)
+from tests.integration.helpers import on_both_databases, publish, service_config  # noqa: F401  (both databases)
 
 DVDS = [f"dvd-{i}" for i in range(4)]
 BOOK = "book-1"
@@ -156,3 +156,30 @@ def test_an_answer_means_committed(placing):
             assert conn.execute(select(func.count()).select_from(Line).where(Line.reservation_id == rid)).scalar() == 1
     assert answer.json()["lines"][0]["title"] == "La Neige"
     assert answer.json()["status"] == "placed"
+
+
+# --- the allocation heard back: a batch, one transaction, once per event ----------------------------------------
+
+def allocated(reservation_id, line_id, title_id, barcode):
+    return {"reservation_id": reservation_id, "reason": "placement", "lines": [
+        {"line_id": line_id, "title_id": title_id, "barcode": barcode, "site": "central", "shelf_mark": "R HOL",
+         "needs_transfer": barcode.endswith("T")}]}
+
+
+def test_allocations_heard_back_take_effect_once_on_their_own_lines_only(placing, rabbit_config):
+    one, two = (placing.client.post("/reservations", json={"patron": card, "pickup_point": "central-adult",
+                                                           "titles": [BOOK]}).json() for card in ("ALLOC-1", "ALLOC-2"))
+    line_one, line_two = one["lines"][0]["id"], two["lines"][0]["id"]
+    uri = rabbit_config["AMQP_URI"]
+    first = publish(uri, "inventory", "items_allocated", allocated(one["id"], line_one, BOOK, "B-1T"))
+    publish(uri, "inventory", "items_allocated", allocated(one["id"], line_two, BOOK, "B-X"))  # not one's line
+    publish(uri, "inventory", "items_allocated", allocated(one["id"], line_one, BOOK, "B-9"))  # taken already
+    publish(uri, "inventory", "items_allocated", first.data, event=first)  # delivered again
+    wait_for(lambda: placing.client.get(f"/reservations/{one['id']}").json()["status"] == "allocated")
+    with placing.engine.connect() as conn:
+        wait_for(lambda: conn.execute(text("SELECT count(*) FROM inbox")).scalar() >= 3 or conn.rollback(),
+                 what="the three distinct events in the inbox")
+    seen = placing.client.get(f"/reservations/{one['id']}").json()["lines"][0]
+    assert (seen["status"], seen["barcode"], seen["needs_transfer"]) == ("allocated", "B-1T", True)
+    other = placing.client.get(f"/reservations/{two['id']}").json()
+    assert (other["status"], other["lines"][0]["status"], other["lines"][0]["barcode"]) == ("placed", "pending", None)
