@@ -10,9 +10,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, union, update
+from sqlalchemy import case, func, insert, select, text, union, update
 from sqlalchemy.orm import Session
 
+from services.common.database import is_postgres
 from services.common.errors import Conflict, NotFound
 from services.inventory import shelves
 from services.inventory.domain import pick_copy
@@ -91,17 +92,37 @@ def _shelf(session: Session, wanted: Counter) -> Shelf:
     lines of that title. Enough for `domain.pick_copy`: before any line, fewer than that many were taken."""
     if not wanted:
         return {}
-    c = COPIES.c
-    rank = func.row_number().over(partition_by=(c.title_id, c.site), order_by=c.barcode).label("rank")
-    ranked = (select(c.barcode, c.title_id, c.site, c.shelf_mark, rank)
-              .where(c.title_id.in_(list(wanted)), c.status == "available").subquery())
-    limit = case(dict(wanted.items()), value=ranked.c.title_id)
+    if is_postgres(session):
+        rows = session.execute(_SHELF, {"title_ids": list(wanted), "wanted": list(wanted.values())})
+    else:
+        c = COPIES.c
+        rank = func.row_number().over(partition_by=(c.title_id, c.site), order_by=c.barcode).label("rank")
+        ranked = (select(c.barcode, c.title_id, c.site, c.shelf_mark, rank)
+                  .where(c.title_id.in_(list(wanted)), c.status == "available").subquery())
+        limit = case(dict(wanted.items()), value=ranked.c.title_id)
+        rows = session.execute(select(ranked).where(ranked.c.rank <= limit).order_by(ranked.c.barcode))
     shelf: Shelf = defaultdict(lambda: defaultdict(list))
-    rows = session.execute(select(ranked).where(ranked.c.rank <= limit).order_by(ranked.c.barcode))
     # `order`: the place in the database's barcode order (its collation, not Python's string order).
     for order, row in enumerate(rows.mappings()):
         shelf[row["title_id"]][row["site"]].append({**row, "order": order})
     return shelf
+
+
+# PostgreSQL: the batch's values as arrays, so that each statement is the same whatever the batch holds and is
+# compiled once (the portable CASE forms are built, cache-keyed and compiled again for every batch's shape).
+_SHELF = text(
+    "SELECT r.barcode, r.title_id, r.site, r.shelf_mark, r.rank FROM ("
+    " SELECT barcode, title_id, site, shelf_mark,"
+    " row_number() OVER (PARTITION BY title_id, site ORDER BY barcode) AS rank"
+    f" FROM {COPIES.name} WHERE title_id = ANY(CAST(:title_ids AS text[])) AND status = 'available') AS r"
+    " JOIN unnest(CAST(:title_ids AS text[]), CAST(:wanted AS integer[])) AS w(title_id, wanted)"
+    " ON w.title_id = r.title_id WHERE r.rank <= w.wanted ORDER BY r.barcode")
+_TAKE = text(
+    f"UPDATE {COPIES.name} SET status = 'allocated', quarantine_until = NULL, reservation_id = v.reservation_id,"
+    " line_id = v.line_id"
+    " FROM unnest(CAST(:barcodes AS text[]), CAST(:reservation_ids AS text[]), CAST(:line_ids AS text[]))"
+    f" AS v(barcode, reservation_id, line_id) WHERE {COPIES.name}.barcode = v.barcode"
+    f" AND {COPIES.name}.status = 'available'")
 
 
 def _take(session: Session, taken: list[tuple[dict, str, str]]) -> None:
@@ -110,11 +131,15 @@ def _take(session: Session, taken: list[tuple[dict, str, str]]) -> None:
     barcodes = [copy["barcode"] for copy, _, _ in taken]
     # One conditional statement for the batch: a copy leaves the shelf only if it is still there.
     barcode = COPIES.c.barcode
-    moved = session.execute(
-        update(COPIES).where(barcode.in_(barcodes), COPIES.c.status == "available")
-        .values(status="allocated", quarantine_until=None,
-                reservation_id=case({c["barcode"]: r for c, r, _ in taken}, value=barcode),
-                line_id=case({c["barcode"]: ln for c, _, ln in taken}, value=barcode))).rowcount
+    if is_postgres(session):
+        moved = session.execute(_TAKE, {"barcodes": barcodes, "reservation_ids": [r for _, r, _ in taken],
+                                        "line_ids": [ln for _, _, ln in taken]}).rowcount
+    else:
+        moved = session.execute(
+            update(COPIES).where(barcode.in_(barcodes), COPIES.c.status == "available")
+            .values(status="allocated", quarantine_until=None,
+                    reservation_id=case({c["barcode"]: r for c, r, _ in taken}, value=barcode),
+                    line_id=case({c["barcode"]: ln for c, _, ln in taken}, value=barcode))).rowcount
     if moved != len(taken):
         raise Conflict(f"{len(taken) - moved} of {len(taken)} copies were taken meanwhile")
     # RETURNING makes SQLAlchemy send the rows as one multi-row INSERT, not one round trip each (psycopg2).

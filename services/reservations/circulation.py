@@ -3,17 +3,19 @@
 caller's transaction. Decisions come from `domain`; every state change writes its event to the outbox with it."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, literal, select, text, union_all, update
+from sqlalchemy import bindparam, insert, literal, null, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from services.common import clock
 from services.common.auth import Principal
 from services.common.database import is_postgres
-from services.common.errors import Invalid, NotFound
+from services.common.errors import DriveError, Invalid, NotFound
+from services.common.group_commit import Submitted
 from services.common.relay import Events
 from services.reservations import appointments, claims, domain, stops
 from services.reservations.continuity import Suspension
@@ -36,35 +38,51 @@ def find(session: Session, reservation_id: str, principal: Principal, lock: bool
 
 
 # The placement's statements, built once with bound parameters: building one for each request, and its cache key,
-# cost more CPU than PostgreSQL took to run it.
+# cost more CPU than PostgreSQL took to run it. Each reads or writes for a whole group of placements at once.
 _CARD_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:card))")
+# In the array's order (sorted by the caller): two groups that share cards take their locks in the same order.
+_CARD_LOCKS = text("SELECT pg_advisory_xact_lock(hashtext(card)) FROM unnest(CAST(:cards AS text[])) AS card")
 
 
 def _held_statement() -> Any:
     lines, reservations = Line.__table__, Reservation.__table__
     loans, titles, selections = Loan.__table__, CatalogueTitle.__table__, Selection.__table__
-    card, one = bindparam("card"), literal(1)
-    reserved = (select(lines.c.material, one).join(reservations, lines.c.reservation_id == reservations.c.id)
-                .where(reservations.c.patron == card, reservations.c.status.in_(domain.OPEN_STATUSES),
+    cards, one = bindparam("cards", expanding=True), literal(1)
+    reserved = (select(reservations.c.patron, lines.c.material, one)
+                .join(reservations, lines.c.reservation_id == reservations.c.id)
+                .where(reservations.c.patron.in_(cards), reservations.c.status.in_(domain.OPEN_STATUSES),
                        lines.c.status.in_(domain.OPEN_LINE_STATUSES)))
-    on_loan = (select(titles.c.material, one).join(loans, loans.c.title_id == titles.c.id)
-               .where(loans.c.patron == card, loans.c.returned_at.is_(None)))
+    on_loan = (select(loans.c.patron, titles.c.material, one).join(loans, loans.c.title_id == titles.c.id)
+               .where(loans.c.patron.in_(cards), loans.c.returned_at.is_(None)))
     # A selection asked for and not yet prepared holds its places too (as "selection": no material limit).
-    asked = (select(literal("selection"), selections.c.documents)
-             .where(selections.c.patron == card, selections.c.status.in_(domain.SELECTION_OPEN)))
+    asked = (select(selections.c.patron, literal("selection"), selections.c.documents)
+             .where(selections.c.patron.in_(cards), selections.c.status.in_(domain.SELECTION_OPEN)))
     return union_all(reserved, on_loan, asked)
 
 
-def _point_and_titles_statement() -> Any:
-    points, catalogue = PickupPoint.__table__.c, CatalogueTitle.__table__
-    return (select(points.id, points.name, points.kind, points.site, points.active, points.enabled,
-                   catalogue.c.id.label("title_id"), catalogue.c.title, catalogue.c.material)
-            .outerjoin(catalogue, catalogue.c.id.in_(bindparam("title_ids", expanding=True)))
-            .where(points.id == bindparam("point_id")))
+_POINT_COLUMNS = ("id", "name", "kind", "site", "active", "enabled")
+
+
+def _points_and_titles_statement() -> Any:
+    """The pickup points and the titles a group names, in one round trip: `P` rows and `T` rows."""
+    points, catalogue = PickupPoint.__table__.c, CatalogueTitle.__table__.c
+    named_points = (select(literal("P"), points.id, points.name, points.kind, points.site, points.active,
+                           points.enabled, null()).where(points.id.in_(bindparam("point_ids", expanding=True))))
+    named_titles = (select(literal("T"), catalogue.id, catalogue.title, null(), null(), null(), null(),
+                           catalogue.material).where(catalogue.id.in_(bindparam("title_ids", expanding=True))))
+    return union_all(named_points, named_titles)
+
+
+def _stops_statement() -> Any:
+    """The stops' state read again under a share lock (`stops.lock_for_placement`), in id order."""
+    points = PickupPoint.__table__
+    return (select(*(points.c[name] for name in _POINT_COLUMNS)).where(points.c.id.in_(bindparam(
+        "point_ids", expanding=True))).order_by(points.c.id).with_for_update(read=True))
 
 
 _HELD = _held_statement()
-_POINT_AND_TITLES = _point_and_titles_statement()
+_POINTS_AND_TITLES = _points_and_titles_statement()
+_STOPS = _stops_statement()
 _INSERT_RESERVATION, _INSERT_LINES = insert(Reservation.__table__), insert(Line.__table__)
 
 
@@ -74,47 +92,134 @@ def lock_card(session: Session, card: str) -> None:
         session.execute(_CARD_LOCK, {"card": card})
 
 
+def _lock_cards(session: Session, cards: Sequence[str]) -> None:
+    if len(cards) == 1:
+        lock_card(session, cards[0])
+    elif is_postgres(session):
+        session.execute(_CARD_LOCKS, {"cards": list(cards)})
+
+
 def held_materials(session: Session, card: str) -> list[str]:
     """What the card holds, for the quota: one statement, in Core (every placement asks)."""
-    return [material for material, count in session.execute(_HELD, {"card": card}) for _ in range(count)]
+    return _held_by_card(session, [card])[card]
+
+
+def _held_by_card(session: Session, cards: Sequence[str]) -> dict[str, list[str]]:
+    held: dict[str, list[str]] = {card: [] for card in cards}
+    for card, material, count in session.execute(_HELD, {"cards": list(cards)}):
+        held[card].extend([material] * count)
+    return held
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    """One placement asked for: who, where, what, on which channel (and the events and policy it goes by)."""
+
+    events: Events
+    policy: Policy
+    principal: Principal
+    card: str
+    pickup_point_id: str
+    title_ids: Sequence[str]
+    channel: str
+    selection_id: str | None = None
 
 
 def place(session: Session, events: Events, policy: Policy, principal: Principal, card: str,
           pickup_point_id: str, title_ids: Sequence[str], channel: str, selection_id: str | None = None) -> Reservation:
-    principal.require_card(card)
+    """One placement, in the caller's transaction (a selection prepared); raises its refusal."""
+    request = PlacementRequest(events, policy, principal, card, pickup_point_id, title_ids, channel, selection_id)
+    (outcome,) = place_all(session, [request])
+    if isinstance(outcome, DriveError):
+        raise outcome
+    return outcome
+
+
+def place_group(session: Session, group: Sequence[Submitted[PlacementRequest]]) -> list[Reservation | DriveError]:
+    """The placements of a group commit (`services.common.group_commit`), each in its worker's context."""
+    return place_all(session, [item.value for item in group], [item.within for item in group])
+
+
+Within = Callable[..., Any]
+
+
+def place_all(session: Session, requests: Sequence[PlacementRequest],
+              within: Sequence[Within] | None = None) -> list[Reservation | DriveError]:
+    """Placements in one transaction, in order: each one's reservation, or the refusal it answers. A refusal (an
+    unknown point or title, the quota, another's card) comes before its placement writes anything, and the others
+    go on. Reads and writes are shared: the points and titles, the cards' locks, what the cards hold, the
+    reservations, their lines and their events are one statement each for the whole group, whatever its size. A
+    card placed twice in the group: the second placement's quota counts the first's lines."""
+    point_ids = sorted({r.pickup_point_id for r in requests})
+    named = session.execute(_POINTS_AND_TITLES, {"point_ids": point_ids,
+                                                  "title_ids": sorted({t for r in requests for t in r.title_ids})})
+    points: dict[str, Any] = {}
+    titles: dict[str, Any] = {}
+    for row in named:
+        if row[0] == "P":
+            points[row[1]] = row[1:7]
+        else:
+            titles[row[1]] = (row[2], row[7])  # title, material
+    stops_named = sorted(p for p, columns in points.items() if columns[2] == stops.STOP and columns[4])
+    if stops_named:  # their state is read again under the stops' share lock
+        points.update({row[0]: tuple(row) for row in session.execute(_STOPS, {"point_ids": stops_named})})
+    cards = sorted({r.card for r in requests})
+    _lock_cards(session, cards)
+    held = _held_by_card(session, cards)
+    outcomes: list[Reservation | DriveError] = []
+    reservations: list[dict] = []
+    lines: list[dict] = []
+    for i, request in enumerate(requests):
+        run = within[i] if within is not None else _directly
+        try:
+            reservation, row, its_lines = run(_placed, session, request, points, titles, held[request.card])
+        except DriveError as refusal:
+            outcomes.append(refusal)
+            continue
+        outcomes.append(reservation)
+        reservations.append(row)
+        lines.extend(its_lines)
+    if reservations:
+        # Written with Core, all in one statement each: the ORM's unit of work cost as much CPU as the statements.
+        session.execute(_INSERT_RESERVATION, reservations[0] if len(reservations) == 1 else reservations)
+        session.execute(_INSERT_LINES, lines[0] if len(lines) == 1 else lines)
+    return outcomes
+
+
+def _directly(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def _placed(session: Session, request: PlacementRequest, points: dict[str, Any], titles: dict[str, Any],
+            held: list[str]) -> tuple[Reservation, dict, list[dict]]:
+    """One placement's checks, in order, then its reservation (not written yet) and its event; `held` takes its
+    lines, for the next placement of the card in the group."""
+    request.principal.require_card(request.card)
+    title_ids = request.title_ids
     if len(set(title_ids)) != len(title_ids):
         raise Invalid("a title appears twice in the reservation", field="titles")
-    # The point and the titles in one round trip, as rows (not ORM objects): the hot path reads a few columns.
-    found = session.execute(_POINT_AND_TITLES, {"point_id": pickup_point_id, "title_ids": list(title_ids)}).all()
-    if not found or not found[0].active:
-        raise Invalid(f"unknown pickup point {pickup_point_id!r}", field="pickup_point")
-    first = found[0]
-    if first.kind == stops.STOP:  # its state is read again under the stop's share lock
-        point = session.get_one(PickupPoint, pickup_point_id)
-        stops.lock_for_placement(session, point)
-    else:  # only said in the event and the answer: never added to the session
-        point = PickupPoint(id=first.id, name=first.name, kind=first.kind, site=first.site, active=first.active,
-                            enabled=first.enabled)
-    titles = {t.title_id: t for t in found if t.title_id is not None}
+    found = points.get(request.pickup_point_id)
+    if found is None or not found[4]:
+        raise Invalid(f"unknown pickup point {request.pickup_point_id!r}", field="pickup_point")
     unknown = [t for t in title_ids if t not in titles]
     if unknown:
         raise Invalid(f"unknown title(s): {', '.join(unknown)}", field="titles", unknown=unknown)
-    lock_card(session, card)
-    policy.quota.check(held_materials(session, card), [titles[t].material for t in title_ids])
-    # Written with Core: the ORM's unit of work cost as much CPU as the statements themselves.
-    row = {"id": str(uuid.uuid4()), "patron": card, "pickup_point_id": point.id, "channel": channel,
+    wanted = [titles[t][1] for t in title_ids]
+    request.policy.quota.check(held, wanted)
+    # Only said in the event and the answer: never added to the session.
+    point = PickupPoint(**dict(zip(_POINT_COLUMNS, found, strict=True)))
+    row = {"id": str(uuid.uuid4()), "patron": request.card, "pickup_point_id": point.id, "channel": request.channel,
            "status": domain.initial_status(point.kind, point.enabled), "placed_at": datetime.now(UTC),
-           "selection_id": selection_id}
+           "selection_id": request.selection_id}
     lines = [{"id": str(uuid.uuid4()), "reservation_id": row["id"], "position": i, "title_id": t,
-              "title": titles[t].title, "material": titles[t].material, "status": "pending", "needs_transfer": False}
+              "title": titles[t][0], "material": titles[t][1], "status": "pending", "needs_transfer": False}
              for i, t in enumerate(title_ids)]
-    session.execute(_INSERT_RESERVATION, row)
-    session.execute(_INSERT_LINES, lines)
     # The answer's objects stay out of the session; every value it shows is set (the point too: no lazy load).
     reservation = Reservation(**row, pickup_point=point)
     reservation.lines = [Line(**line) for line in lines]
-    events.publish(session, "reservation_placed", placement(reservation))
-    return reservation
+    request.events.publish(session, "reservation_placed", placement(reservation))
+    held.extend(wanted)
+    return reservation, row, lines
 
 
 def placement(reservation: Reservation) -> dict:

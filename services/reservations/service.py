@@ -25,6 +25,7 @@ from services.common import (
     route,
     timer,
 )
+from services.common.group_commit import GroupCommit
 from services.reservations import (
     appointments,
     audit,
@@ -85,6 +86,8 @@ class ReservationsService(DriveService):
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("reservations", Outbox)
     policy = Configured(Policy)
+    # Placements that arrive together share one transaction (services.common.group_commit).
+    placements = GroupCommit(circulation.place_group)
 
     @route("GET", "/pickup-points", roles=ANYONE, response=PickupPointSchema(many=True),
            summary="Where patrons can collect: counters, libraries, bibliobus stops")
@@ -96,10 +99,9 @@ class ReservationsService(DriveService):
            response=ReservationSchema, status=201, summary="Reserve titles for collection at a pickup point")
     def place_reservation(self, request, principal, body):
         channel = domain.channel_for(body["channel"], principal.is_staff)
-        with self.db.begin():
-            reservation = circulation.place(self.db, self.outbox, self.policy, principal, body["patron"],
-                                     body["pickup_point"], body["titles"], channel)
-            return views.reservation_view(reservation)
+        reservation = self.placements.submit(circulation.PlacementRequest(
+            self.outbox, self.policy, principal, body["patron"], body["pickup_point"], body["titles"], channel))
+        return views.reservation_view(reservation)
 
     @route("GET", "/reservations/<reservation_id>", roles=PATRON_STAFF_OR_LINK, response=ReservationSchema,
            summary="A reservation with its lines and their copies (with its patron link: without the card)")
