@@ -27,7 +27,7 @@ _HOMES = {
     "reliability": ("InboxMixin", "OutboxMixin", "first_delivery", "once"),
     "service": ("Configured", "DriveService"),
     "settings": ("Setting", "Settings", "setting"),
-    "timers": ("timer",),
+    "timers": ("TimerWake", "timer"),
     "types": ("UtcDateTime",),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -39,7 +39,7 @@ __all__ = [  # the same names as _HOMES (tests/unit/test_common_kit.py checks it
     "Conflict", "DriveError", "Forbidden", "Invalid", "NotFound", "route", "broadcast_handler", "event_handler",
     "Events", "OutboxRelay",
     "InboxMixin", "OutboxMixin", "first_delivery", "once", "Configured", "DriveService", "Setting", "Settings",
-    "setting", "timer", "UtcDateTime",
+    "setting", "TimerWake", "timer", "UtcDateTime",
 ]
 
 
@@ -74,5 +74,5 @@ if TYPE_CHECKING:  # what the type checker sees: the same names, eagerly
     from services.common.reliability import InboxMixin, OutboxMixin, first_delivery, once
     from services.common.service import Configured, DriveService
     from services.common.settings import Setting, Settings, setting
-    from services.common.timers import timer
+    from services.common.timers import TimerWake, timer
     from services.common.types import UtcDateTime

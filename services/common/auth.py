@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 import jwt
@@ -162,14 +163,24 @@ class ReservationLink:
 
 
 def _link_signer(config: Mapping[str, Any] | None) -> Signer:
-    return Signer(setting(config, "PATRON_LINK_SECRET"), salt=_LINK_SALT, digest_method=hashlib.sha256,
-                  algorithm=_TruncatedHmacSha256())
+    return _signer_of(setting(config, "PATRON_LINK_SECRET"))
+
+
+@lru_cache(maxsize=8)
+def _signer_of(secret: str) -> Signer:
+    return Signer(secret, salt=_LINK_SALT, digest_method=hashlib.sha256, algorithm=_TruncatedHmacSha256())
+
+
+@lru_cache(maxsize=8)
+def _link_key(secret: str) -> bytes:
+    return _signer_of(secret).derive_key()
 
 
 def _packed_id(reservation_id: str) -> bytes:
     try:
-        if str(uuid.UUID(reservation_id)) == reservation_id:
-            return _UUID + uuid.UUID(reservation_id).bytes
+        packed = uuid.UUID(reservation_id)
+        if str(packed) == reservation_id:
+            return _UUID + packed.bytes
     except ValueError:
         pass
     return _TEXT + reservation_id.encode()
@@ -178,8 +189,12 @@ def _packed_id(reservation_id: str) -> bytes:
 def reservation_link_token(config: Mapping[str, Any] | None, reservation_id: str, until: datetime) -> str:
     """A compact URL-safe token that opens this one reservation until `until` (whole seconds, rounded up)."""
     expires = int(-(-until.timestamp() // 1))
-    payload = struct.pack(">I", expires) + _packed_id(reservation_id)
-    return _link_signer(config).sign(base64_encode(payload)).decode()
+    value = base64_encode(struct.pack(">I", expires) + _packed_id(reservation_id))
+    # What `Signer.sign` writes (value, separator, signature), with the key derived once per secret: every ready
+    # message carries a link, and the signer's set-up and key derivation cost more than the HMAC itself.
+    secret = setting(config, "PATRON_LINK_SECRET")
+    signature = _TruncatedHmacSha256().get_signature(_link_key(secret), value)
+    return (value + _signer_of(secret).sep + base64_encode(signature)).decode()
 
 
 def read_reservation_link(config: Mapping[str, Any] | None, token: str) -> ReservationLink:

@@ -10,12 +10,16 @@ topology as the ordinary handler: switching a handler between the two needs no q
 """
 
 import logging
-from collections.abc import Iterator
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import eventlet
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from eventlet.semaphore import Semaphore
 from nameko.exceptions import ContainerBeingKilled
 from sqlalchemy.orm import Session
 
@@ -29,12 +33,106 @@ from services.common.settings import setting
 log = logging.getLogger(__name__)
 
 
+ACKED, SETTLED = "acked", "settled"  # finished: to ack (a multiple-ack may cover it), or acked/rejected/requeued alone
+
+
+class ChannelAcks:
+    """What one channel delivered and what of it is finished, so that one `basic_ack(multiple=True)` acks a whole
+    batch: a multiple-ack acks every unacked delivery up to its tag, so it may only reach the highest tag below which
+    every delivery of the channel is finished. Several batches are in flight at once, and retries and the
+    dead-letter path finish messages one by one on the same channel: a multiple-ack over an unfinished message
+    would lose it on a crash, and an ack of a message already acked closes the channel (PRECONDITION_FAILED).
+
+    A batch finished while an earlier delivery is not is acked message by message at once (as before), so a crash
+    redelivers exactly the unfinished messages. One writer at a time (`lock`): the frames of a channel leave in the
+    order their tags were settled here, so a multiple-ack never overtakes a reject it covers."""
+
+    def __init__(self) -> None:
+        self.delivered: deque[Any] = deque()  # messages in delivery order, down to the first unfinished one
+        self.finished: dict[int, str] = {}  # delivery tag → ACKED or SETTLED, for those still in `delivered`
+        self.lock = Semaphore()
+
+    def delivered_now(self, message: Any) -> None:
+        """Called by the consumer's thread, in delivery order, before anything can finish the message."""
+        self.delivered.append(message)
+
+    def finish(self, messages: Iterable[Any], how: str = "ack") -> None:
+        """`how`: "ack", "reject" (to the dead-letter queue) or "requeue"."""
+        messages = list(messages)
+        with self.lock:
+            if not messages or not messages[0].channel.connection:
+                return  # the connection is gone: the broker has every unacked message of the channel back
+            for message in messages:
+                if how == "reject":
+                    message.reject(requeue=False)
+                elif how == "requeue":
+                    message.requeue()
+                self.finished[message.delivery_tag] = ACKED if how == "ack" else SETTLED
+            highest = None
+            while self.delivered and self.delivered[0].delivery_tag in self.finished:
+                message = self.delivered.popleft()
+                if self.finished.pop(message.delivery_tag) == ACKED:
+                    highest = message
+            if highest is not None:
+                highest.ack(multiple=True)
+            if how == "ack":  # behind an unfinished delivery: alone, now (a crash must not redeliver them)
+                for message in messages:
+                    if self.finished.get(message.delivery_tag) == ACKED:
+                        message.ack()
+                        self.finished[message.delivery_tag] = SETTLED
+
+
 class BatchQueueConsumer(DeadLetteringQueueConsumer):
-    """A connection of its own (nameko shares one consumer per class), whose prefetch holds whole batches."""
+    """A connection of its own (nameko shares one consumer per class), whose prefetch holds whole batches, and whose
+    messages are acked a batch at a time (`ChannelAcks`). Every message it delivers is finished through it
+    (`ack_message`, `ack_messages`, `reject_message`, `requeue_message`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._acks: weakref.WeakKeyDictionary[Any, ChannelAcks] = weakref.WeakKeyDictionary()  # per channel
 
     @property
     def prefetch_count(self) -> int:
         return setting(self.container.config, "EVENT_BATCH_PREFETCH")
+
+    def _acks_of(self, message: Any) -> ChannelAcks:
+        acks = self._acks.get(message.channel)
+        if acks is None:  # a new channel: the first delivery after (re)connecting
+            acks = self._acks[message.channel] = ChannelAcks()
+        return acks
+
+    def handle_message(self, provider: Any, body: Any, message: Any) -> None:
+        # In the consumer's thread, not a green thread per message: a batch handler only reads the message and
+        # adds it to its batch (a full batch waits here for a free worker: back pressure, as before).
+        self._acks_of(message).delivered_now(message)
+        provider.handle_message(body, message)
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        self._acks_of(message).delivered_now(message)
+        super().on_decode_error(message, exc)
+
+    def _finish(self, messages: list[Any], how: str) -> None:
+        by_channel: dict[Any, list[Any]] = {}  # one, unless the connection came back while the batch filled
+        for message in messages:
+            by_channel.setdefault(message.channel, []).append(message)
+        for of_channel in by_channel.values():
+            try:
+                self._acks_of(of_channel[0]).finish(of_channel, how)
+            except (AmqpConnectionError, ConnectionError):  # the connection closed meanwhile: the broker has them
+                pass
+
+    def ack_messages(self, messages: list[Any]) -> None:
+        """A batch's messages, in delivery order: one `basic_ack` when nothing delivered before them is unfinished."""
+        self._finish(messages, "ack")
+
+    def ack_message(self, message: Any) -> None:
+        self._finish([message], "ack")
+
+    def reject_message(self, message: Any) -> None:
+        self._finish([message], "reject")
+
+    def requeue_message(self, message: Any) -> None:
+        self._finish([message], "requeue")
 
 
 class BatchEventHandler(ReliableEventHandler):
@@ -85,8 +183,7 @@ class BatchEventHandler(ReliableEventHandler):
         else:  # each goes again on its own, and is counted again there
             instruments.event(self.event_type, "retried", len(batch))
         if exc_info is None:
-            for _, message in batch:
-                self.queue_consumer.ack_message(message)
+            self.queue_consumer.ack_messages([message for _, message in batch])
         else:
             log.warning("batch failed: its events go one by one", extra={"queue": self.queue.name,
                                                                          "events": len(batch),

@@ -64,8 +64,17 @@ class DeadLetteringQueueConsumer(QueueConsumer):
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         log.error("dead-lettering undecodable message", extra={"error": repr(exc),
                                                                "content_type": message.content_type})
-        message.reject(requeue=False)
+        self.reject_message(message)
         metrics.of(self.container).event(UNDECODABLE, "dead_lettered")
+
+    def reject_message(self, message: Any) -> None:
+        """Reject without requeue (to the dead-letter queue), as `ack_message` and `requeue_message` do: only while
+        the message's connection is alive (otherwise the broker has it back already)."""
+        if message.channel.connection:
+            try:
+                message.reject(requeue=False)
+            except ConnectionError:  # the connection closed meanwhile: the broker has it back
+                pass
 
 
 class ReliableEventHandler(EventHandler):
@@ -91,7 +100,7 @@ class ReliableEventHandler(EventHandler):
             return REGISTRY.read(body)
         except PermanentFailure as exc:
             log.error("dead-lettering malformed message", extra={"reason": str(exc), "queue": self.queue.name})
-            message.reject(requeue=False)
+            self.queue_consumer.reject_message(message)
             metrics.of(self.container).event(self.event_type, "dead_lettered")
             return None
 
@@ -117,7 +126,7 @@ class ReliableEventHandler(EventHandler):
         attempt = attempt_of(message)
         if is_permanent(exc_info[0]):
             log.error("dead-lettering: permanent failure", extra={"queue": self.queue.name, "attempt": attempt})
-            message.reject(requeue=False)
+            self.queue_consumer.reject_message(message)
             return
         log.warning("handler failed, will retry", extra={"queue": self.queue.name, "attempt": attempt,
                                                          "error": repr(exc_info[1])})

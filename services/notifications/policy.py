@@ -33,6 +33,8 @@ SETTINGS = Settings(
     Setting("NOTIFY_SEND_SECONDS", 0.5, float, "how often the send round starts"),
     Setting("NOTIFY_SEND_MAX_SECONDS", 10.0, float,
             "a send round goes on while its batches are full, for at most this long (then it starts again at once)"),
+    Setting("NOTIFY_SEND_ON_RECORD", True, bool,
+            "a send round starts as soon as recorded messages commit, not only every NOTIFY_SEND_SECONDS"),
 )
 
 
@@ -50,4 +52,5 @@ class PostOffice:
         self.batch = setting(config, "NOTIFY_BATCH")
         self.concurrency = setting(config, "NOTIFY_CONCURRENCY")
         self.send_max_seconds = setting(config, "NOTIFY_SEND_MAX_SECONDS")
+        self.send_on_record = setting(config, "NOTIFY_SEND_ON_RECORD")
 

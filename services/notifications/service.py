@@ -14,6 +14,7 @@ from services.common import (
     DriveService,
     NotFound,
     OutboxRelay,
+    TimerWake,
     batch_event_handler,
     event_handler,
     now,
@@ -41,6 +42,7 @@ class NotificationsService(DriveService):
     db = Database(Base, url_key="DB_URL")
     outbox = OutboxRelay("notifications", Outbox)
     office = Configured(PostOffice)
+    send_now = TimerWake("send_due")  # what a handler recorded goes out at once, not at the next tick
     notification_channels = ("email", "sms", "none")  # counted from zero ("none": a patron with no address)
 
     # --- contact details: they live here and nowhere else ----------------------------------------------
@@ -182,9 +184,16 @@ class NotificationsService(DriveService):
             recorded = postroom.record(self.db, self.outbox, self.office.templates, self.office.quiet, event,
                                        now()) if new else []
         self.metrics.notifications_settled(recorded)  # a patron with no contact: failed at once
+        self._send_soon(recorded)
 
     def _record_all(self, batch):
         with once_each(self.db, Inbox, batch) as fresh:
             recorded = postroom.record_all(self.db, self.outbox, self.office.templates, self.office.quiet, fresh,
                                            now())
         self.metrics.notifications_settled(recorded)
+        self._send_soon(recorded)
+
+    def _send_soon(self, recorded):
+        """Committed: the send round starts now if something is due (a round already going takes it, or the next)."""
+        if self.office.send_on_record and any(d.status == "pending" and not d.held_for_quiet_hours for d in recorded):
+            self.send_now()

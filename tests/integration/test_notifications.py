@@ -108,6 +108,16 @@ def test_ready_reservation_gives_exactly_one_french_email_even_delivered_twice(p
     assert "Lea" not in str(sent[0])  # no personal data in events
 
 
+def test_a_recorded_message_goes_at_once_not_at_the_next_tick(post_office):
+    # The send round is woken when a recording commits (TimerWake): with a tick every minute, it still goes in seconds.
+    api = post_office.start(NOTIFY_SEND_SECONDS=60)
+    assert api.call("PUT", "/patrons/C1/contact", json={"email": "lea@example.org"}).status_code == 200
+    publish(post_office.amqp, "reservations", "reservation_ready", ready("C1"))
+    wait_for(lambda: len(post_office.mailbox.messages) == 1, timeout=10, what="the message sent before the tick")
+    publish(post_office.amqp, "reservations", "reservation_ready", ready("C1", "r2"))
+    wait_for(lambda: len(post_office.mailbox.messages) == 2, timeout=10, what="woken again")
+
+
 def test_english_sms_within_two_segments_and_transient_gateway_failures_retried(post_office):
     api = post_office.start()
     api.call("PUT", "/patrons/C2/contact", json={"phone": "06 12 34 56 78", "preferred_channel": "sms",
@@ -175,7 +185,7 @@ def test_quiet_hours_hold_sms_and_a_message_that_no_longer_holds_is_dropped(post
 
 
 def test_a_crash_between_recording_and_sending_loses_nothing_and_sends_once(post_office):
-    api = post_office.start(NOTIFY_SEND_SECONDS=3600)  # records, never gets to send
+    api = post_office.start(NOTIFY_SEND_SECONDS=3600, NOTIFY_SEND_ON_RECORD=False)  # records, never gets to send
     api.call("PUT", "/patrons/C7/contact", json={"email": "c7@example.org"})
     publish(post_office.amqp, "reservations", "reservation_ready", ready("C7", "r7"))
     wait_for(lambda: deliveries(post_office.url, patron="C7"))
@@ -410,7 +420,7 @@ def status_of(url: str, patron: str) -> list[str]:
 
 def recorded_unsent(post_office, events: list[dict]) -> Client:
     """Each event's patron reachable by e-mail, its delivery recorded by a process that never sends."""
-    api = post_office.start(NOTIFY_SEND_SECONDS=3600)
+    api = post_office.start(NOTIFY_SEND_SECONDS=3600, NOTIFY_SEND_ON_RECORD=False)
     for data in events:
         api.call("PUT", f"/patrons/{data['patron']}/contact", json={"email": f"{data['patron'].lower()}@example.org"})
         publish(post_office.amqp, "reservations", "reservation_ready", data)

@@ -53,6 +53,19 @@ def test_short_enough_for_an_sms_and_url_safe():
         assert token.count(".") == 1  # never mistaken for a JWT (three parts)
 
 
+def test_the_token_is_what_the_signer_itself_writes():
+    # reservation_link_token signs with the key derived once per secret; the signer (which reads tokens) must agree.
+    import struct
+
+    from itsdangerous.encoding import base64_encode
+
+    from services.common.auth import _link_signer, _packed_id
+    for rid, config in ((RID, None), ("r18", None), (RID.upper(), None), (RID, {"PATRON_LINK_SECRET": "another"})):
+        expires = int(-(-UNTIL.timestamp() // 1))
+        signed = _link_signer(config).sign(base64_encode(struct.pack(">I", expires) + _packed_id(rid))).decode()
+        assert reservation_link_token(config, rid, UNTIL) == signed
+
+
 def test_expired_is_unauthorized():
     token = reservation_link_token(None, RID, UNTIL)
     with time_machine.travel(UNTIL - timedelta(seconds=1), tick=False):
