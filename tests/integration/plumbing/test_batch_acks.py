@@ -57,6 +57,14 @@ def ten(rabbit_config):
     return uri
 
 
+def _tracking(taken: list) -> ChannelAcks:
+    """A tracker that knows these deliveries, as the consumer tells it of each on arrival."""
+    channel_acks = ChannelAcks()
+    for message in taken:
+        channel_acks.delivered_now(message)
+    return channel_acks
+
+
 def _still_open(channel) -> None:
     """A synchronous call (it waits for qos-ok): it fails if the broker closed the channel, as it does on an ack of
     an unknown or already acked tag (PRECONDITION_FAILED)."""
@@ -70,9 +78,7 @@ def _left_on_queue(uri: str) -> list[int]:
 def test_a_crash_with_an_earlier_batch_unfinished_redelivers_exactly_its_messages(ten):
     with Connection(ten) as conn:
         taken, acks = _deliveries(conn, 10)
-        channel_acks = ChannelAcks()
-        for message in taken:
-            channel_acks.delivered_now(message)
+        channel_acks = _tracking(taken)
         first, second, poison, third = taken[0:3], taken[3:6], taken[6], taken[7:10]
         channel_acks.finish(second)  # behind the first batch, still in flight: acked one by one
         channel_acks.finish([poison], how="reject")
@@ -88,9 +94,7 @@ def test_a_crash_with_an_earlier_batch_unfinished_redelivers_exactly_its_message
 def test_one_multiple_ack_covers_a_run_once_nothing_before_it_is_unfinished(ten):
     with Connection(ten) as conn:
         taken, acks = _deliveries(conn, 10)
-        channel_acks = ChannelAcks()
-        for message in taken:
-            channel_acks.delivered_now(message)
+        channel_acks = _tracking(taken)
         channel_acks.finish(taken[3:6])  # alone: the first batch is in flight
         channel_acks.finish([taken[6]], how="requeue")  # a retry, on the same channel
         channel_acks.finish(taken[0:3])  # the first batch: one ack, over the settled 4–7 (not acked again)
@@ -110,9 +114,7 @@ def test_one_multiple_ack_covers_a_run_once_nothing_before_it_is_unfinished(ten)
 def test_a_message_finished_after_its_connection_closed_is_left_to_the_broker(ten):
     conn = Connection(ten)
     taken, acks = _deliveries(conn, 10)
-    channel_acks = ChannelAcks()
-    for message in taken:
-        channel_acks.delivered_now(message)
+    channel_acks = _tracking(taken)
     conn.close()
     channel_acks.finish(taken)  # no ack on a dead connection, no error
     assert acks == []
